@@ -1,0 +1,1 @@
+"""DVC stages: each reads its params, calls the ecgbeats library, and writes its outputs."""
