@@ -1,74 +1,88 @@
-"""Cut single heartbeats out of an ECG signal in the Kaggle format, and measure RR intervals.
+"""Cut single heartbeats out of an ECG signal exactly as the published Kaggle beats were cut.
 
 This is the one segmentation used everywhere: by ``ingest`` on the annotated MIT-BIH records and
-by the service on peaks found in a raw strip, so training and serving see identical beats.
+by the service on R peaks detected in a raw strip, so training and serving see identical beats.
+
+The published procedure, recovered from the raw records (it matches the reference rows bit for
+bit): a beat starts at its R peak and runs to the next R peak plus the first fifth of the interval
+after that; every third sample of the 360 Hz signal is kept (so the rows are at 120 Hz, not the
+125 Hz usually quoted); the kept samples are min-max scaled to [0, 1]; the row is zero-padded, or
+cut, to 187 samples. The last beat of a recording has no following interval and yields no row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy.signal import resample_poly
 
-BEAT_FS = 125  # Hz, the Kaggle beats' sampling rate
-BEAT_SAMPLES = 187  # samples per beat row (1.496 s at 125 Hz)
-WINDOW_FACTOR = 1.2  # a beat spans 1.2 times the interval to the next R peak (Kachuee et al. 2018)
+SOURCE_FS = 360  # Hz, MIT-BIH's sampling rate, which the beat procedure is defined at
+DECIMATION = 3  # every third source sample is kept
+BEAT_FS = SOURCE_FS / DECIMATION  # 120 Hz: the beat rows' true sampling rate
+BEAT_SAMPLES = 187  # samples per beat row
+TAIL_DIVISOR = 5  # a beat extends into the following RR interval by a fifth of it
 
 
 @dataclass(frozen=True)
 class Beats:
-    """Beats cut at R peaks ``peaks[:-1]``: the last peak has no successor to bound its window."""
+    """Beats cut at R peaks ``peaks[:-1]`` (the last peak bounds the one before it)."""
 
     samples: np.ndarray  # (n, BEAT_SAMPLES) float32 in [0, 1], zero-padded after ``lengths``
-    lengths: np.ndarray  # (n,) int, samples before the zero padding
-
-
-def to_beat_rate(signal: np.ndarray, fs: float) -> np.ndarray:
-    """Resample a 1-D signal to BEAT_FS with a polyphase anti-aliasing filter."""
-    signal = np.asarray(signal, dtype=np.float64)
-    if fs == BEAT_FS:
-        return signal
-    up, down = _ratio(fs)
-    return resample_poly(signal, up, down)
-
-
-def _ratio(fs: float) -> tuple[int, int]:
-    from fractions import Fraction
-
-    frac = Fraction(BEAT_FS) / Fraction(fs).limit_denominator(1000)
-    return frac.numerator, frac.denominator
+    lengths: np.ndarray  # (n,) int, samples in the beat before padding or cutting (may exceed 187)
 
 
 def minmax_scale(segment: np.ndarray) -> np.ndarray:
     """Scale to [0, 1]; a flat segment becomes all zeros instead of dividing by zero."""
-    low, high = float(segment.min()), float(segment.max())
+    segment = np.asarray(segment, dtype=np.float64)
+    low, high = segment.min(), segment.max()
     if high == low:
-        return np.zeros_like(segment, dtype=np.float64)
+        return np.zeros_like(segment)
     return (segment - low) / (high - low)
 
 
-def cut_beats(signal: np.ndarray, fs: float, peaks: np.ndarray) -> Beats:
-    """Cut one Kaggle-format beat per R peak except the last.
+def to_source_rate(signal: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a signal (and move its peaks) to SOURCE_FS, where the beat procedure is defined."""
+    signal = np.asarray(signal)
+    if fs == SOURCE_FS:
+        return signal, np.asarray(peaks, dtype=np.int64)
+    ratio = Fraction(SOURCE_FS) / Fraction(fs).limit_denominator(10_000)
+    resampled = resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator)
+    moved = np.round(np.asarray(peaks, dtype=np.float64) * SOURCE_FS / fs).astype(np.int64)
+    return resampled, np.clip(moved, 0, len(resampled) - 1)
 
-    Each beat starts at its R peak and spans ``WINDOW_FACTOR`` times the interval to the next
-    peak, is min-max scaled within itself, and is cut or zero-padded to ``BEAT_SAMPLES``.
+
+def beat_bounds(peaks: np.ndarray, signal_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start, stop) sample of each beat but the last, at SOURCE_FS.
+
+    A beat spans its RR interval plus a fifth (rounded down) of the following one; for the
+    second-to-last beat, the following stretch runs to the end of the signal.
     """
+    bounds = np.append(peaks, signal_length)
+    following = bounds[2:] - bounds[1:-1]
+    return peaks[:-1], peaks[1:] + following // TAIL_DIVISOR
+
+
+def cut_beats(signal: np.ndarray, fs: float, peaks: np.ndarray) -> Beats:
+    """One Kaggle-format beat per R peak except the last (see the module docstring)."""
     peaks = np.asarray(peaks, dtype=np.int64)
-    if peaks.ndim != 1 or np.any(np.diff(peaks) <= 0):
-        raise ValueError("R peaks must be a strictly increasing 1-D array of sample indices")
-    resampled = to_beat_rate(signal, fs)
-    scale = BEAT_FS / fs
-    starts = np.round(peaks[:-1] * scale).astype(np.int64)
-    spans = np.round(WINDOW_FACTOR * np.diff(peaks) * scale).astype(np.int64)
-    n = len(starts)
-    samples = np.zeros((n, BEAT_SAMPLES), dtype=np.float32)
-    lengths = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        stop = min(starts[i] + max(spans[i], 1), len(resampled), starts[i] + BEAT_SAMPLES)
-        segment = resampled[starts[i] : stop]
+    if peaks.ndim != 1 or len(peaks) < 1:
+        raise ValueError("R peaks must be a non-empty 1-D array of sample indices")
+    if np.any(np.diff(peaks) <= 0):
+        raise ValueError("R peaks must be strictly increasing")
+    if peaks[0] < 0 or peaks[-1] >= len(signal):
+        raise ValueError(f"R peaks must lie inside the signal (0..{len(signal) - 1})")
+    signal, peaks = to_source_rate(signal, fs, peaks)
+    starts, stops = beat_bounds(peaks, len(signal))
+    samples = np.zeros((len(starts), BEAT_SAMPLES), dtype=np.float32)
+    lengths = np.zeros(len(starts), dtype=np.int64)
+    for i, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+        # scaled over the whole beat, then cut: a beat longer than a row keeps its own scale
+        segment = minmax_scale(signal[start:stop:DECIMATION])
         lengths[i] = len(segment)
-        samples[i, : len(segment)] = minmax_scale(segment)
+        kept = min(len(segment), BEAT_SAMPLES)
+        samples[i, :kept] = segment[:kept]
     return Beats(samples=samples, lengths=lengths)
 
 

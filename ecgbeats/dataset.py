@@ -25,7 +25,7 @@ META_COLUMNS: list[str] = [
     "record", "beat_index", "r_peak", "symbol", "lead", "label",
     "length", "rr_prev", "rr_next", "rr_local", "kaggle_split",
 ]  # fmt: skip
-PREFERRED_LEAD = "MLII"
+FIRST_CHANNEL = 0
 KAGGLE_FILES = {"train": "mitbih_train.csv", "test": "mitbih_test.csv"}
 
 
@@ -34,10 +34,10 @@ class InputDataError(ValueError):
 
 
 def read_record(directory: str | Path, record: str) -> tuple[np.ndarray, float, str, np.ndarray, list[str]]:
-    """Read one record: (signal of the MLII lead in ADC units, fs, lead name, ann samples, ann symbols).
+    """Read one record: (first-channel signal in ADC units, fs, lead name, ann samples, ann symbols).
 
-    Records 102 and 104 have no MLII lead (surgical dressings); their first lead is used, as in
-    the published dataset.
+    The published beats come from each record's first channel: MLII in 45 records, V5 in 102,
+    104 (no MLII, surgical dressings) and 114 (leads swapped); the ``lead`` column says which.
     """
     base = Path(directory) / record
     for ext in ("hea", "dat", "atr"):
@@ -45,20 +45,24 @@ def read_record(directory: str | Path, record: str) -> tuple[np.ndarray, float, 
             raise InputDataError(f"record {record}: {base}.{ext} is missing")
     try:
         header = wfdb.rdheader(str(base))
-        rec = wfdb.rdrecord(str(base), physical=False)
-        ann = wfdb.rdann(str(base), "atr")
     except Exception as err:  # wfdb raises bare ValueError/IndexError on damaged files
-        raise InputDataError(f"record {record}: cannot read {base}.*: {err}") from err
-    expected = header.sig_len
-    if rec.d_signal is None or rec.d_signal.shape[0] != expected:
-        got = 0 if rec.d_signal is None else rec.d_signal.shape[0]
-        raise InputDataError(f"record {record}: {base}.dat holds {got} samples, header says {expected} (truncated?)")
+        raise InputDataError(f"record {record}: cannot read {base}.hea: {err}") from err
     dat_size = base.with_suffix(".dat").stat().st_size
-    needed = _format_bytes(rec.fmt, header.n_sig, expected)
+    needed = _format_bytes(header.fmt, header.n_sig, header.sig_len)
     if needed is not None and dat_size < needed:
-        raise InputDataError(f"record {record}: {base}.dat is {dat_size} bytes, header needs {needed} (truncated)")
-    lead = PREFERRED_LEAD if PREFERRED_LEAD in rec.sig_name else rec.sig_name[0]
-    signal = rec.d_signal[:, rec.sig_name.index(lead)]
+        raise InputDataError(
+            f"record {record}: {base}.dat is {dat_size} bytes, its header needs {needed} (truncated file)"
+        )
+    try:
+        rec = wfdb.rdrecord(str(base), physical=False)
+    except Exception as err:
+        raise InputDataError(f"record {record}: cannot read {base}.dat: {err}") from err
+    try:
+        ann = wfdb.rdann(str(base), "atr")
+    except Exception as err:
+        raise InputDataError(f"record {record}: cannot read {base}.atr: {err}") from err
+    lead = rec.sig_name[FIRST_CHANNEL]
+    signal = rec.d_signal[:, FIRST_CHANNEL]
     return signal, float(rec.fs), lead, np.asarray(ann.sample), list(ann.symbol)
 
 
@@ -90,7 +94,7 @@ def record_beats(directory: str | Path, record: str, *, local_rr_beats: int = 10
             "symbol": symbols[is_aami][:-1].astype(str),
             "lead": lead,
             "label": [SYMBOL_TO_LABEL[s] for s in symbols[is_aami][:-1]],
-            "length": beats.lengths.astype(np.int16),
+            "length": beats.lengths.astype(np.int32),
             **{key: values[np.searchsorted(beat_peaks, kept)] for key, values in rr.items()},
             "kaggle_split": None,
         }
@@ -129,7 +133,7 @@ def read_kaggle_csv(path: str | Path, split: str | None = None) -> pd.DataFrame:
     valid = np.isin(labels, np.arange(len(CLASS_NAMES)))
     if not valid.all():
         row = int(np.argmin(valid))
-        raise InputDataError(f"{path}: row {row + 1}: label {labels[row]!r} is not one of 0..4")
+        raise InputDataError(f"{path}: row {row + 1}: label {float(labels[row]):g} is not one of 0..4")
     samples = values.iloc[:, :BEAT_SAMPLES].to_numpy(dtype=np.float32)
     nonzero = samples != 0
     lengths = np.where(nonzero.any(axis=1), BEAT_SAMPLES - np.argmax(nonzero[:, ::-1], axis=1), 0)
@@ -141,7 +145,7 @@ def read_kaggle_csv(path: str | Path, split: str | None = None) -> pd.DataFrame:
             "symbol": None,
             "lead": None,
             "label": labels.astype(np.int8),
-            "length": lengths.astype(np.int16),
+            "length": lengths.astype(np.int32),
             "rr_prev": np.nan,
             "rr_next": np.nan,
             "rr_local": np.nan,

@@ -16,7 +16,9 @@ EXACT_TOLERANCE = 1e-6  # the published CSVs hold float32 values written with 18
 def compare_with_reference(beats: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """For each reference row, the nearest rebuilt beat of the same class and the differences."""
     rows = []
-    for i, ref in reference.reset_index(drop=True).iterrows():
+    reference = reference.reset_index(drop=True)
+    row_in_file = reference.groupby("kaggle_split").cumcount()
+    for i, ref in reference.iterrows():
         candidates = beats[beats["label"] == ref["label"]]
         target = ref[SAMPLE_COLUMNS].to_numpy(dtype=np.float64)
         if candidates.empty:
@@ -35,12 +37,13 @@ def compare_with_reference(beats: pd.DataFrame, reference: pd.DataFrame) -> pd.D
         match = candidates.iloc[best]
         rows.append(
             {
-                "row": i,
+                "reference": f"{ref['kaggle_split']}:{row_in_file[i]}",
                 "class": CLASS_NAMES[ref["label"]],
                 "max_abs": float(np.abs(diff[best]).max()),
                 "rms": float(np.sqrt(np.mean(diff[best] ** 2))),
                 "record": None if pd.isna(match["record"]) else str(match["record"]),
                 "beat_index": None if pd.isna(match["beat_index"]) else int(match["beat_index"]),
+                "r_peak": None if pd.isna(match["r_peak"]) else int(match["r_peak"]),
                 "length_published": int(ref["length"]),
                 "length_rebuilt": int(match["length"]),
             }
@@ -49,7 +52,7 @@ def compare_with_reference(beats: pd.DataFrame, reference: pd.DataFrame) -> pd.D
 
 
 def load_reference(directory: str | Path) -> pd.DataFrame:
-    """The published reference rows (``*_first10.csv``), tagged with their file."""
+    """The published reference rows (``*.csv`` in the Kaggle format), tagged with their file name."""
     parts = []
     for path in sorted(Path(directory).glob("*.csv")):
         frame = read_kaggle_csv(path, split=path.stem)

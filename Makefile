@@ -1,0 +1,43 @@
+# ecgbeats: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install repro test lint format fixtures dag clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(INSTALLED): requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt ruff -e . -c constraints.txt
+	touch $@
+
+install: $(INSTALLED) ## create .venv and install the pinned dependencies
+
+repro: $(INSTALLED) ## run the whole pipeline (dvc repro); set MITDB_MIRROR to work offline
+	$(BIN)/dvc repro
+
+test: $(INSTALLED) ## run the test suite (unit, data, end-to-end dvc repro on the fixtures)
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED) ## check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED) ## format the code with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MITDB_MIRROR
+	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)
+	$(BIN)/python scripts/make_fixtures.py --mirror "$(MITDB_MIRROR)" --out tests/fixtures/mitdb
+
+dag: $(INSTALLED) ## print the pipeline graph
+	$(BIN)/dvc dag
+
+clean: ## remove the virtual environment and caches (not data or the DVC cache)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

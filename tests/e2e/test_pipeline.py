@@ -1,0 +1,119 @@
+"""The real ``dvc repro`` on the fixture excerpts, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import FIXTURE_MIRROR, ROOT
+
+pytestmark = pytest.mark.e2e
+
+# the fixture excerpts are small: fractions instead of the published counts, one validation record
+FIXTURE_PARAMS = {
+    ("split", "kaggle", "test_size"): 0.2,
+    ("split", "interpatient", "val_records"): 1,
+    ("split", "interpatient", "min_class_beats"): 1,
+}
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory, fixture_manifest_sha256) -> tuple[Path, dict[str, str]]:
+    """The working tree (tracked and new files) copied into a fresh git repo, set up for fixtures."""
+    dest = tmp_path_factory.mktemp("repo")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    for generated in ("dvc.lock", "metrics"):
+        path = dest / generated
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["download"]["sha256sums"] = fixture_manifest_sha256
+    for keys, value in FIXTURE_PARAMS.items():
+        node = params
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "MITDB_MIRROR": str(FIXTURE_MIRROR),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    run(["git", "init", "-q"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run([*git, "commit", "-qm", "fixture run"], dest, env)
+    return dest, env
+
+
+@pytest.fixture(scope="module")
+def reproduced(repo_copy):
+    repo, env = repo_copy
+    result = run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    return repo, env, result
+
+
+def test_repro_builds_beats_and_both_protocols(reproduced):
+    repo, _, _ = reproduced
+    data = json.loads((repo / "metrics" / "data.json").read_text())
+    assert data["records"] == 6
+    assert all(count > 0 for count in data["classes"].values())
+    assert data["fidelity"]["rows"] == 20
+    for protocol, sets in (("kaggle", {"train", "val", "test"}), ("interpatient", {"train", "val", "test", "holdout"})):
+        split = json.loads((repo / "metrics" / protocol / "split.json").read_text())
+        assert set(split["sets"]) == sets
+        assert sum(s["beats"] for s in split["sets"].values()) + split["excluded_beats"] == data["beats"]
+        assert {p.name for p in (repo / "data" / "processed" / protocol).iterdir()} == {f"{s}.parquet" for s in sets}
+
+
+def test_split_sets_are_disjoint_and_patients_do_not_cross(reproduced):
+    import pandas as pd
+
+    repo, _, _ = reproduced
+    folder = repo / "data" / "processed" / "interpatient"
+    parts = {p.stem: pd.read_parquet(p, columns=["record", "r_peak"]) for p in folder.glob("*.parquet")}
+    keys = {name: set(zip(frame["record"], frame["r_peak"], strict=True)) for name, frame in parts.items()}
+    names = sorted(keys)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert keys[a].isdisjoint(keys[b]), f"{a} and {b} share beats"
+    ds1 = set(parts["train"]["record"]) | set(parts["val"]["record"]) | set(parts["test"]["record"])
+    assert ds1.isdisjoint(set(parts["holdout"]["record"]))
+    assert set(parts["val"]["record"]).isdisjoint(set(parts["train"]["record"]))
+
+
+def test_second_repro_does_nothing_and_metrics_show_counts(reproduced):
+    repo, env, _ = reproduced
+    again = run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    assert "Running stage" not in again.stdout
+    shown = run([sys.executable, "-m", "dvc", "metrics", "show"], repo, env).stdout
+    assert "metrics/data.json" in shown and "classes.N" in shown
+
+
+def test_changing_a_split_param_reruns_only_that_split(reproduced):
+    repo, env, _ = reproduced
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["split"]["kaggle"]["val_size"] = 0.15
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = run([sys.executable, "-m", "dvc", "status"], repo, env).stdout
+    assert "split@kaggle" in status
+    assert "split@interpatient" not in status and "ingest" not in status
