@@ -1,0 +1,109 @@
+"""The model bundle: one directory with the LightGBM text model, what it needs to be used, and a
+sha256 manifest that is checked before anything in it is trusted. No pickle anywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from ecgbeats.features import build_features
+from ecgbeats.io import atomic_dir
+from ecgbeats.model import predict_proba
+
+MODEL_FILE = "model.txt"
+META_FILE = "bundle.json"
+MANIFEST_FILE = "MANIFEST.sha256"
+BUNDLE_FILES = (MODEL_FILE, META_FILE)
+FORMAT_VERSION = 1
+
+
+class BundleError(RuntimeError):
+    """A bundle that is missing, incomplete or tampered with."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    booster: lgb.Booster
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.meta["features"]["columns"])
+
+    def features(self, beats: pd.DataFrame) -> pd.DataFrame:
+        """The model's inputs for a beat table, in the training column order."""
+        frame = build_features(beats, self.meta["features"]["groups"])
+        return frame.reindex(columns=self.feature_columns)
+
+    def predict_proba(self, beats: pd.DataFrame) -> np.ndarray:
+        return predict_proba(self.booster, self.features(beats))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_bundle(path: str | Path, booster: lgb.Booster, meta: dict[str, Any]) -> None:
+    """Write the bundle atomically: a reader sees the old bundle or the complete new one."""
+    with atomic_dir(path) as tmp:
+        booster.save_model(tmp / MODEL_FILE, num_iteration=booster.best_iteration or None)
+        (tmp / META_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2) + "\n")
+        manifest = "".join(f"{_sha256(tmp / name)}  {name}\n" for name in BUNDLE_FILES)
+        (tmp / MANIFEST_FILE).write_text(manifest)
+
+
+def bundle_digest(path: str | Path) -> str:
+    """A short identity of a bundle: the sha256 of its manifest."""
+    return _sha256(Path(path) / MANIFEST_FILE)
+
+
+def verify_bundle(path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist (run `dvc repro` or `dvc pull`)")
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"model bundle {path} is incomplete: {MANIFEST_FILE} is missing")
+    listed: dict[str, str] = {}
+    for line in manifest_path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    for name in BUNDLE_FILES:
+        if name not in listed:
+            raise BundleError(f"model bundle {path}: {MANIFEST_FILE} does not list {name}")
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"model bundle {path} is incomplete: {name} is missing")
+        actual = _sha256(file)
+        if actual != listed[name]:
+            raise BundleError(
+                f"model bundle {path}: {name} has sha256 {actual}, the manifest says {listed[name]} "
+                "(the file was modified after the bundle was written)"
+            )
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Verify the manifest, then load; a tampered or incomplete bundle raises BundleError."""
+    path = Path(path)
+    verify_bundle(path)
+    meta = json.loads((path / META_FILE).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"model bundle {path}: format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
+        )
+    booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+    if booster.feature_name() != meta["features"]["columns"]:
+        raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")
+    return ModelBundle(booster=booster, meta=meta, path=path)
