@@ -85,6 +85,35 @@ def test_repro_builds_beats_and_both_protocols(reproduced):
         assert {p.name for p in (repo / "data" / "processed" / protocol).iterdir()} == {f"{s}.parquet" for s in sets}
 
 
+def test_repro_trains_and_evaluates_both_protocols(reproduced):
+    from ecgbeats.bundle import load_bundle
+
+    repo, _, _ = reproduced
+    for protocol, sets in (("kaggle", ["test"]), ("interpatient", ["test", "holdout"])):
+        train = json.loads((repo / "metrics" / protocol / "train.json").read_text())
+        assert train["best_iteration"] >= 1
+        bundle = load_bundle(repo / "models" / protocol)
+        assert bundle.meta["protocol"] == protocol and bundle.meta["provenance"]["commit"]
+        for name in sets:
+            report = json.loads((repo / "metrics" / protocol / f"{name}.json").read_text())
+            assert {"accuracy", "macro_f1", "per_class", "ci95"} <= set(report)
+            assert set(report["per_class"]["N"]) >= {"precision", "recall", "f1", "support"}
+            for figure in ("confusion.png", "roc_pr.png", "reliability.png", "errors.png", "confusion.csv"):
+                assert (repo / "plots" / protocol / name / figure).is_file()
+        baselines = json.loads((repo / "metrics" / protocol / "baselines.json").read_text())
+        assert set(baselines) == {"majority_class", "logistic_regression", "lightgbm_raw_samples"}
+        for curve in ("multi_logloss", "macro_f1"):
+            assert (
+                repo / "plots" / protocol / "train" / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv"
+            ).is_file()
+
+
+def test_plots_render(reproduced):
+    repo, env, _ = reproduced
+    result = run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env)
+    assert "errors" not in json.loads(result.stdout) or not json.loads(result.stdout)["errors"]
+
+
 def test_split_sets_are_disjoint_and_patients_do_not_cross(reproduced):
     import pandas as pd
 
