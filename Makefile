@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test lint format fixtures dag clean
+.PHONY: help install repro test lint format fixtures dag clean gate serve
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,17 @@ lint: $(INSTALLED) ## check style with ruff
 format: $(INSTALLED) ## format the code with ruff
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+gate: $(INSTALLED) ## fail on a stale dvc.lock, a metric regression, or a breached or lowered floor (gate.yaml)
+	$(BIN)/python scripts/metric_gate.py --check-lock
+
+MODEL ?= models/kaggle
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+serve: $(INSTALLED) ## serve MODEL (default models/kaggle) with uvicorn on http://$(HOST):$(PORT)
+	ECGBEATS_MODEL_DIR=$(MODEL) ECGBEATS_TEST_METRICS=metrics/$(notdir $(MODEL))/test.json \
+		$(BIN)/python -m ecgbeats.serving --host $(HOST) --port $(PORT)
 
 fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MITDB_MIRROR
 	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)

@@ -1,0 +1,45 @@
+"""``python -m ecgbeats.serving``: check the model bundle, then serve it with uvicorn.
+
+Settings come from ``ECGBEATS_*`` environment variables (see ``ecgbeats.serving.settings``).
+A missing or tampered bundle stops here with a one-line message and exit code 2, before uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from ecgbeats.bundle import BundleError, verify_bundle
+from ecgbeats.serving.api import create_app
+from ecgbeats.serving.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ecgbeats.serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    try:
+        verify_bundle(settings.model_dir)
+    except BundleError as err:
+        print(f"ecgbeats: refusing to start: {err}", file=sys.stderr)
+        return 2
+    if args.workers > 1:  # each worker builds its own app from the same environment
+        uvicorn.run(
+            "ecgbeats.serving.api:app_from_env", factory=True, host=args.host, port=args.port,
+            workers=args.workers, log_level=args.log_level,
+        )  # fmt: skip
+    else:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

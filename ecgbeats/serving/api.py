@@ -1,0 +1,478 @@
+"""The HTTP service: ``create_app(settings)`` builds a FastAPI app around one model bundle.
+
+Run it with ``python -m ecgbeats.serving`` or ``uvicorn --factory ecgbeats.serving.api:app_from_env``.
+The bundle is verified (sha256 manifest) and loaded in the lifespan handler; a missing or tampered
+bundle stops the start-up. Every input problem is a 4xx with a JSON body naming the field:
+
+    {"error": "invalid_input", "message": "...", "errors": [{"field": "beats[0].samples[3]", ...}]}
+"""
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_fastapi_instrumentator import Instrumentator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import ecgbeats
+from ecgbeats.aami import CLASS_DESCRIPTIONS
+from ecgbeats.beats import BEAT_SAMPLES
+from ecgbeats.bundle import BundleError, load_bundle
+from ecgbeats.serving.monitoring import ServiceMetrics
+from ecgbeats.serving.scoring import (
+    MAX_LENGTH,
+    MAX_RR_SECONDS,
+    VALUE_TOLERANCE,
+    Predictions,
+    Scorer,
+    ScoringError,
+    beat_frame,
+)
+from ecgbeats.serving.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BEATS_PATH = "/v1/beats:classify"
+ECG_PATH = "/v1/ecg:classify"
+JSON_PATHS = frozenset({BEATS_PATH, ECG_PATH})
+KNOWN_FIELDS = frozenset({"body", "beats", "signal", "fs", "content-type", "content-length"})
+MAX_REPORTED_ERRORS = 20  # a response lists at most this many field errors (and says how many there were)
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+# ---------------------------------------------------------------- request and response models
+
+
+def request_models(settings: Settings) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The two request bodies, with the limits of ``settings`` in their (OpenAPI) schema."""
+    sample = Annotated[float, Field(ge=-VALUE_TOLERANCE, le=1 + VALUE_TOLERANCE, allow_inf_nan=False)]
+    rr = Annotated[float, Field(gt=0, le=MAX_RR_SECONDS, allow_inf_nan=False)] | None
+
+    class Beat(BaseModel):
+        """One Kaggle-format beat: 187 values in [0, 1] from the R peak on, zero-padded."""
+
+        model_config = ConfigDict(extra="forbid", strict=True)
+        samples: list[sample] = Field(
+            min_length=BEAT_SAMPLES,
+            max_length=BEAT_SAMPLES,
+            description=f"{BEAT_SAMPLES} min-max scaled samples at 120 Hz; values up to {VALUE_TOLERANCE:g} "
+            "outside [0, 1] are clipped, others rejected",
+        )
+        rr_prev: rr = Field(None, description="seconds from the previous R peak; null if unknown")
+        rr_next: rr = Field(None, description="seconds to the next R peak; null if unknown")
+        rr_local: rr = Field(None, description="mean RR interval (s) around the beat; null if unknown")
+        length: int | None = Field(
+            None, ge=0, le=MAX_LENGTH, description="samples before the zero padding; default: from the padding"
+        )
+
+    class BeatsRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        beats: list[Beat] = Field(min_length=1, max_length=settings.max_batch_beats)
+
+    mv = Annotated[float, Field(ge=-settings.max_abs_mv, le=settings.max_abs_mv, allow_inf_nan=False)]
+
+    class StripRequest(BaseModel):
+        """A single-lead ECG strip in millivolts (e.g. MIT-BIH MLII)."""
+
+        model_config = ConfigDict(extra="forbid", strict=True)
+        fs: float = Field(
+            ge=settings.min_fs, le=settings.max_fs, allow_inf_nan=False, description="sampling rate in Hz"
+        )
+        signal: list[mv] = Field(
+            min_length=settings.min_strip_samples,
+            max_length=settings.max_strip_samples,
+            description=f"samples in mV; {settings.min_strip_seconds:g} s to {settings.max_strip_seconds:g} s long",
+        )
+
+        @field_validator("signal")
+        @classmethod
+        def _duration(cls, value: list[float], info: ValidationInfo) -> list[float]:
+            fs = info.data.get("fs")
+            if fs is not None:
+                seconds = len(value) / fs
+                if not settings.min_strip_seconds <= seconds <= settings.max_strip_seconds:
+                    raise ValueError(
+                        f"the strip is {seconds:.3g} s long at {fs:g} Hz; it must be "
+                        f"{settings.min_strip_seconds:g} s to {settings.max_strip_seconds:g} s"
+                    )
+            return value
+
+    return BeatsRequest, StripRequest
+
+
+class ModelRef(BaseModel):
+    version: str
+    digest: str = Field(description="sha256 of the bundle's manifest")
+
+
+class BeatPrediction(BaseModel):
+    index: int
+    class_code: int = Field(description="0..4 for N, S, V, F, Q")
+    class_name: str
+    probabilities: dict[str, Probability]
+
+
+class BeatsResponse(BaseModel):
+    model: ModelRef
+    predictions: list[BeatPrediction]
+
+
+class StripBeat(BeatPrediction):
+    r_peak: int = Field(description="sample index of the detected R peak in the strip")
+    time_s: float = Field(description="time of the R peak from the strip's start")
+    rr_prev_s: float | None
+    rr_next_s: float | None
+
+
+class StripSummary(BaseModel):
+    duration_s: float
+    detected_r_peaks: int
+    beats: int = Field(description="beats classified: every detected R peak but the last")
+    counts: dict[str, int]
+    mean_heart_rate_bpm: float | None
+
+
+class StripResponse(BaseModel):
+    model: ModelRef
+    summary: StripSummary
+    beats: list[StripBeat]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += ("." if name else "") + str(part)
+    return name or "body"
+
+
+def error_response(status: int, error: str, message: str, errors: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "message": message, "errors": errors})
+
+
+def _raw_error_response(status: int, error: str, field: str, message: str) -> tuple[dict[str, Any], bytes]:
+    body = json.dumps(
+        {"error": error, "message": message, "errors": [{"field": field, "message": message, "type": error}]}
+    ).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    return start, body
+
+
+class InputGuard:
+    """Pure ASGI middleware: JSON content type on the classify endpoints, and a cap on body size.
+
+    The body is read here (up to the cap) and replayed to the app, so a chunked upload without a
+    Content-Length is held to the same limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def _reject(self, send: Send, path: str, status: int, reason: str, field: str, message: str) -> None:
+        self.metrics.reject(path if path in JSON_PATHS else "other", reason, field, KNOWN_FIELDS)
+        start, body = _raw_error_response(status, reason, field, message)
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if path in JSON_PATHS:
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != "application/json":
+                await self._reject(
+                    send, path, 415, "content_type", "content-type",
+                    f"content-type must be application/json, got {media or 'none'!r}",
+                )  # fmt: skip
+                return
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                await self._reject(send, path, 400, "bad_request", "content-length", "content-length is not a number")
+                return
+            if int(declared) > self.max_body_bytes:
+                await self._reject(
+                    send, path, 413, "body_too_large", "body",
+                    f"the body is {int(declared)} bytes; at most {self.max_body_bytes} are accepted",
+                )  # fmt: skip
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._reject(
+                    send, path, 413, "body_too_large", "body",
+                    f"the body is over {self.max_body_bytes} bytes, the most accepted",
+                )  # fmt: skip
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# ---------------------------------------------------------------- the app
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _probabilities(predictions: Predictions) -> list[dict[str, float]]:
+    names = predictions.class_names
+    return [{names[j]: float(row[j]) for j in range(len(names))} for row in predictions.probabilities]
+
+
+def _load_test_metrics(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        raw = path.read_bytes()
+        return {"source": str(path), "sha256": hashlib.sha256(raw).hexdigest(), "metrics": json.loads(raw)}
+    except (OSError, ValueError) as err:  # reported, not fatal: the model itself is fine
+        log.warning("cannot read the test metrics %s: %s", path, err)
+        return {"source": str(path), "error": str(err)}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the ``ECGBEATS_*`` environment variables)."""
+    settings = settings or Settings()
+    BeatsRequest, StripRequest = request_models(settings)  # noqa: N806 (classes)
+    metrics = ServiceMetrics(list(CLASS_DESCRIPTIONS))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            bundle = load_bundle(settings.model_dir)
+        except BundleError as err:
+            log.error("refusing to start: %s", err)
+            raise
+        scorer = Scorer(bundle, version=settings.model_version, observers=[metrics.observe])
+        metrics.class_names = scorer.class_names
+        app.state.scorer = scorer
+        app.state.test_metrics = _load_test_metrics(settings.test_metrics)
+        metrics.model_info.info(
+            {"version": scorer.version, "digest": scorer.digest, "protocol": str(bundle.meta.get("protocol"))}
+        )
+        metrics.model_loaded.set(1)
+        log.info("serving model %s (digest %s) from %s", scorer.version, scorer.digest, settings.model_dir)
+        yield
+        metrics.model_loaded.set(0)
+        app.state.scorer = None
+
+    app = FastAPI(
+        title="ecgbeats",
+        version=ecgbeats.__version__,
+        summary="Classifies single ECG heartbeats into the AAMI classes N, S, V, F, Q",
+        lifespan=lifespan,
+    )
+    app.state.scorer = None
+    app.state.settings = settings
+    app.state.metrics = metrics
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # never echo the input back: it may hold NaN (not JSON) or megabytes of samples
+        raw = exc.errors()
+        errors = [
+            {
+                "field": "body" if e.get("type") == "json_invalid" else _field_name(e.get("loc", ())),
+                "message": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in raw[:MAX_REPORTED_ERRORS]
+        ]
+        endpoint = request.url.path if request.url.path in JSON_PATHS else "other"
+        metrics.reject(endpoint, "validation", errors[0]["field"] if errors else "body", KNOWN_FIELDS)
+        more = f" (the first {MAX_REPORTED_ERRORS} listed)" if len(raw) > MAX_REPORTED_ERRORS else ""
+        first = f"{errors[0]['field']}: {errors[0]['message']}" if errors else "invalid request"
+        return error_response(422, "invalid_input", f"{len(raw)} invalid field(s){more}; {first}", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own 400 for a body it cannot decode (e.g. not UTF-8), 404, 405: the same JSON shape
+        field = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "request")
+        if exc.status_code == 400:
+            endpoint = request.url.path if request.url.path in JSON_PATHS else "other"
+            metrics.reject(endpoint, "bad_request", field, KNOWN_FIELDS)
+        message = str(exc.detail)
+        response = error_response(
+            exc.status_code, "http_error", message, [{"field": field, "message": message, "type": "http_error"}]
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(ScoringError)
+    async def _unscorable(request: Request, exc: ScoringError) -> JSONResponse:
+        endpoint = request.url.path if request.url.path in JSON_PATHS else "other"
+        metrics.reject(endpoint, "unscorable", exc.field, KNOWN_FIELDS)
+        return error_response(
+            422,
+            "unscorable",
+            f"{exc.field}: {exc.message}",
+            [{"field": exc.field, "message": exc.message, "type": "unscorable"}],
+        )
+
+    def scorer_of(request: Request) -> Scorer:
+        scorer = request.app.state.scorer
+        if scorer is None:  # only between start-up and lifespan, which uvicorn does not serve
+            raise RuntimeError("the model is not loaded")
+        return scorer
+
+    @app.get("/health", tags=["ops"], summary="The process is alive")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], summary="The model is loaded", responses={503: {"description": "not ready"}})
+    def ready(request: Request) -> JSONResponse:
+        scorer = request.app.state.scorer
+        if scorer is None:
+            return JSONResponse(status_code=503, content={"status": "not ready"})
+        return JSONResponse({"status": "ready", "model_version": scorer.version, "model_digest": scorer.digest})
+
+    @app.get("/v1/model", tags=["model"], summary="Version, provenance and metrics of the served model")
+    def model_info(request: Request) -> dict[str, Any]:
+        scorer = scorer_of(request)
+        meta = scorer.bundle.meta
+        return {
+            "version": scorer.version,
+            "digest": scorer.digest,
+            "service_version": ecgbeats.__version__,
+            "protocol": meta.get("protocol"),
+            "classes": [
+                {"code": i, "name": name, "description": CLASS_DESCRIPTIONS.get(name, "")}
+                for i, name in enumerate(scorer.class_names)
+            ],
+            "features": {"groups": meta["features"]["groups"], "count": len(meta["features"]["columns"])},
+            "provenance": meta.get("provenance"),
+            "training": meta.get("training"),
+            "validation": meta.get("validation"),
+            "test": request.app.state.test_metrics,
+            "limits": {
+                "max_batch_beats": settings.max_batch_beats,
+                "max_body_bytes": settings.max_body_bytes,
+                "fs_hz": [settings.min_fs, settings.max_fs],
+                "strip_seconds": [settings.min_strip_seconds, settings.max_strip_seconds],
+                "max_abs_mv": settings.max_abs_mv,
+                "value_tolerance": VALUE_TOLERANCE,
+            },
+        }
+
+    @app.post(
+        BEATS_PATH,
+        tags=["classify"],
+        summary="Classify a batch of Kaggle-format beats",
+        response_model=BeatsResponse,
+        responses={413: {"description": "body too large"}, 415: {"description": "not JSON"}},
+    )
+    def classify_beats(body: BeatsRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+        scorer = scorer_of(request)
+        beats = body.beats  # type: ignore[attr-defined]
+        samples = np.array([b.samples for b in beats], dtype=np.float32)
+        lengths = np.array([np.nan if b.length is None else b.length for b in beats], dtype=np.float64)
+        rr = {
+            col: np.array([np.nan if getattr(b, col) is None else getattr(b, col) for b in beats])
+            for col in ("rr_prev", "rr_next", "rr_local")
+        }
+        predictions = scorer.score_beats(beat_frame(samples, lengths=lengths, rr=rr))
+        probabilities = _probabilities(predictions)
+        names = predictions.names
+        return {
+            "model": {"version": scorer.version, "digest": scorer.digest},
+            "predictions": [
+                {"index": i, "class_code": int(code), "class_name": names[i], "probabilities": probabilities[i]}
+                for i, code in enumerate(predictions.codes)
+            ],
+        }
+
+    @app.post(
+        ECG_PATH,
+        tags=["classify"],
+        summary="Detect, cut and classify the beats of a raw single-lead ECG strip",
+        response_model=StripResponse,
+        responses={413: {"description": "body too large"}, 415: {"description": "not JSON"}},
+    )
+    def classify_ecg(body: StripRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+        scorer = scorer_of(request)
+        signal = np.asarray(body.signal, dtype=np.float64)  # type: ignore[attr-defined]
+        fs = float(body.fs)  # type: ignore[attr-defined]
+        result = scorer.score_strip(signal, fs)
+        beats = result.beats
+        probabilities = _probabilities(result.predictions)
+        names = result.predictions.names
+        summary = result.summary()
+        summary["duration_s"] = len(signal) / fs
+        return {
+            "model": {"version": scorer.version, "digest": scorer.digest},
+            "summary": summary,
+            "beats": [
+                {
+                    "index": i,
+                    "r_peak": int(beats["r_peak"].iat[i]),
+                    "time_s": float(beats["time_s"].iat[i]),
+                    "rr_prev_s": _finite_or_none(beats["rr_prev"].iat[i]),
+                    "rr_next_s": _finite_or_none(beats["rr_next"].iat[i]),
+                    "class_code": int(code),
+                    "class_name": names[i],
+                    "probabilities": probabilities[i],
+                }
+                for i, code in enumerate(result.predictions.codes)
+            ],
+        }
+
+    app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    # added last, so outermost: requests the guard rejects are counted and timed too
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
+        app, include_in_schema=True, tags=["ops"]
+    )
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """``uvicorn --factory ecgbeats.serving.api:app_from_env``: settings from the environment."""
+    return create_app(Settings())
