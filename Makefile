@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test lint format fixtures dag clean gate serve
+.PHONY: help install repro test lint format fixtures dag clean gate serve reproduce
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ format: $(INSTALLED) ## format the code with ruff
 
 gate: $(INSTALLED) ## fail on a stale dvc.lock, a metric regression, or a breached or lowered floor (gate.yaml)
 	$(BIN)/python scripts/metric_gate.py --check-lock
+
+reproduce: $(INSTALLED) ## clone HEAD to a scratch dir, dvc repro --force, compare every metric with the committed ones
+	$(BIN)/python -m scripts.reproduce
 
 MODEL ?= models/kaggle
 HOST ?= 127.0.0.1
