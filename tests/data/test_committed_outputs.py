@@ -11,9 +11,13 @@ import yaml
 from tests.conftest import ROOT
 
 
-def test_every_declared_plot_renders_without_error():
+def test_every_declared_plot_renders_without_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "dvc", "plots", "show", "--json", "-o", str(tmp_path / "rendered")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
