@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -75,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     committed = {path: json.loads((clone / path).read_text()) for path in files}
     print(f"reproducing {commit} in {clone}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force"], cwd=clone)
+    # dvc.yaml runs `python -m stages...`: that must be this environment's python
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "dvc", "repro", "--force"], cwd=clone, env=env)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         print(f"dvc repro --force failed after {wall:.0f} s (exit {result.returncode})")
