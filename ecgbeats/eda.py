@@ -1,14 +1,17 @@
 """Exploratory analysis of the beat table: pure functions returning tables, numbers and figures.
 
-Nothing here reads files or params: the ``eda`` stage passes arrays and plain values in and writes
-what comes out. Distances are Euclidean over the 187 scaled samples (padding included: it is what
-every model sees). Times are in ms from the R peak at the rows' true rate, ``BEAT_FS`` = 120 Hz.
+Nothing here reads files or params: the ``eda`` stage passes the beat table, the split sets and an
+``EdaSettings`` to ``analyse`` and writes what ``ecgbeats.eda_report`` makes of the ``EdaResult``.
+Distances are Euclidean over the 187 scaled samples (padding included: it is what every model
+sees). Times are in ms from the R peak at the rows' true rate, ``BEAT_FS`` = 120 Hz.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import matplotlib
@@ -19,15 +22,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import rankdata, skew  # noqa: E402
 
-from ecgbeats.aami import CLASS_DESCRIPTIONS, CLASS_NAMES  # noqa: E402
+from ecgbeats.aami import CLASS_DESCRIPTIONS, CLASS_NAMES, DS1, DS2, PACED  # noqa: E402
 from ecgbeats.beats import BEAT_FS, BEAT_SAMPLES  # noqa: E402
+from ecgbeats.dataset import SAMPLE_COLUMNS  # noqa: E402
 from ecgbeats.plots import COLORS  # noqa: E402
-from ecgbeats.reporting import fmt  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 MS_PER_SAMPLE = 1000.0 / BEAT_FS
 TIME_MS = np.arange(BEAT_SAMPLES) * MS_PER_SAMPLE
+WINDOW_MS = BEAT_SAMPLES * 1000 / BEAT_FS
 RHYTHM_FEATURES = ("rr_prev", "rr_next", "rr_local", "rr_prev/rr_local", "rr_next/rr_local", "length_ms")
 
 
@@ -797,170 +801,270 @@ def variability_figure(per_beat: pd.DataFrame, summary: pd.DataFrame) -> plt.Fig
     return fig
 
 
-# ---------------------------------------------------------------- conclusions
+# ---------------------------------------------------------------- the whole analysis
+
+NEIGHBOUR_PAIRS = {  # name -> (protocol, training set, evaluated set)
+    "kaggle test": ("kaggle", "train", "test"),
+    "interpatient test": ("interpatient", "train", "test"),
+    "interpatient holdout": ("interpatient", "train", "holdout"),
+}
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.{digits}f} %"
+@dataclass(frozen=True)
+class EdaSettings:
+    """Sample sizes, thresholds and the seed of the analysis (the ``eda`` params)."""
+
+    seed: int
+    examples_per_class: int  # beats per class in the example grid
+    pca_per_class: int  # beats per class drawn in the PCA scatter
+    neighbour_per_class: int  # evaluated beats per class in the nearest-neighbour check
+    auc_max_reference: int  # N beats kept for the single-feature AUCs
+    min_record_beats: int  # a record's class mean needs this many beats of the class
+    concentration_share: float  # how many records hold this share of a class
+    augment_max_ratio: float  # the largest class at most this many times any other
+    augment_min_beats: int  # fewer training beats than this: too few to multiply
+    premature_ratio: float  # rr_prev / rr_local below this: premature
+    flat_std: float  # SD of the unpadded samples below this: flat
+    clip_run: int  # consecutive samples at the beat's max or min: clipped
+    outlier_z: float  # robust z of the distance to the class mean above this: far
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EdaSettings:
+        """The settings from a params mapping (extra keys ignored, a missing one a KeyError)."""
+        casts = {"int": int, "float": float}
+        return cls(**{f.name: casts[str(f.type)](params[f.name]) for f in fields(cls)})
 
 
-def _join(items: Sequence[str]) -> str:
-    items = list(items)
-    if not items:
-        return "none"
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+@dataclass(frozen=True)
+class EdaResult:
+    """Everything ``analyse`` finds; ``ecgbeats.eda_report`` turns it into figures, text and metrics.
 
-
-def _separation(auc: float, name: str) -> str:
-    """An AUC as a separation either way, with the direction: "0.932, lower in S"."""
-    return f"{max(auc, 1 - auc):.3f}, {'lower' if auc < 0.5 else 'higher'} in {name}"
-
-
-def conclusions(s: Mapping[str, Any]) -> list[str]:
-    """The numbered conclusions later stages use, written from the summary the stage computed.
-
-    ``s`` holds: ``plan`` (class -> factor or None, interpatient train), ``max_ratio``,
-    ``min_beats``, ``train_counts``, ``train_concentration`` (DataFrame), ``missing`` (dict),
-    ``rhythm_auc`` and ``sample_auc`` (from ``separability``), ``length_corr`` (dict), ``pca``
-    (dict, with ``pc_auc``: class -> AUC of the better of PC1 and PC2), ``flags`` (dict),
-    ``records`` (int), ``variability`` (DataFrame), ``overlap`` (dict), ``neighbours`` (dict of
-    name -> dict), ``neighbour_classes`` (list), ``shift`` (dict).
+    Set-level tables are keyed by ``"<protocol> <set>"`` (and ``"all beats"``); the per-beat arrays
+    are those of the whole beat table.
     """
-    out = []
-    plan, conc, counts = s["plan"], s["train_concentration"], s["train_counts"]
-    needy = [c for c, f in plan.items() if f is not None and f > 1]
-    too_few = [c for c, f in plan.items() if f is None]
-    parts = [
-        f"{c} ×{plan[c]:.1f} ({counts[c]:,} beats from {conc.loc[c, 'records']} records, "
-        f"{_pct(conc.loc[c, 'top_share'], 0)} of them in record {conc.loc[c, 'top_record']})"
-        for c in needy
+
+    settings: EdaSettings
+    labels: np.ndarray
+    records: np.ndarray
+    samples: np.ndarray
+    lengths: np.ndarray
+    leads: pd.Series  # beats per lead
+    # classes, records and splits
+    summaries: dict[str, dict[str, Any]]
+    composition: pd.DataFrame
+    groups: dict[str, str]  # record -> DS1, DS2, paced or other
+    concentration: pd.DataFrame
+    train_concentration: pd.DataFrame  # of the interpatient training set
+    overlap: dict[str, float]  # kaggle train -> test
+    holdout_overlap: dict[str, float]  # interpatient train -> holdout
+    plan: dict[str, float | None]  # augmentation, interpatient train
+    kaggle_plan: dict[str, float | None]
+    # shape, length, rhythm
+    profiles: dict[str, tuple[np.ndarray, np.ndarray]]
+    stats: pd.DataFrame
+    padding: pd.DataFrame
+    pad_share: np.ndarray
+    pad_by_class: dict[str, float]
+    missing: dict[str, Any]
+    rhythm_table: pd.DataFrame
+    rhythm_auc: pd.DataFrame
+    sample_auc: pd.DataFrame
+    auc_reference: int  # N beats the AUCs used
+    length_corr: dict[str, float]
+    length_hist: pd.DataFrame
+    ratio_hist: pd.DataFrame
+    # suspicious beats
+    flags: pd.DataFrame
+    flagged: pd.Series
+    suspicious: dict[str, Any]
+    far_symbols: pd.Series  # symbols of the far N beats
+    n_symbols: pd.Series  # symbols of all N beats
+    far_leads: pd.Series
+    # structure
+    structure: dict[str, np.ndarray]
+    lag_corr: np.ndarray
+    pca_index: np.ndarray
+    pca_scores: np.ndarray
+    pca_summary: dict[str, Any]
+    # patients
+    variability: pd.DataFrame
+    per_beat: pd.DataFrame
+    nn_classes: list[str]
+    neighbours: dict[str, dict[str, Any]]
+
+
+def record_group(record: str) -> str:
+    return "DS1" if record in DS1 else "DS2" if record in DS2 else "paced" if record in PACED else "other"
+
+
+def _overlap(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+    return record_overlap(
+        train["record"].to_numpy(dtype=object),
+        train["label"].to_numpy(),
+        test["record"].to_numpy(dtype=object),
+        test["label"].to_numpy(),
+    )
+
+
+def analyse(beats: pd.DataFrame, sets: Mapping[str, pd.DataFrame], settings: EdaSettings) -> EdaResult:
+    """The whole analysis of the beat table (every beat needs its record) and of the split sets
+    (``"<protocol> <set>"`` -> frame with ``record`` and ``label``, and the samples for the sets
+    ``NEIGHBOUR_PAIRS`` names)."""
+    started = time.perf_counter()
+    p = settings
+    labels = beats["label"].to_numpy(dtype=np.int64)
+    records = beats["record"].to_numpy(dtype=object)
+    samples = beats[SAMPLE_COLUMNS].to_numpy(dtype=np.float32)
+    lengths = beats["length"].to_numpy(dtype=np.int64)
+    log.info("%d beats, %d records; %d sets", len(beats), len(set(records)), len(sets))
+
+    # classes, per protocol and set
+    summaries = {"all beats": class_summary(labels, records)}
+    summaries |= {
+        name: class_summary(f["label"].to_numpy(), f["record"].to_numpy(dtype=object)) for name, f in sets.items()
+    }
+    composition = record_composition(records, labels)
+    itrain = sets["interpatient train"]
+    train_composition = record_composition(itrain["record"].to_numpy(dtype=object), itrain["label"].to_numpy())
+    train_counts = summaries["interpatient train"]["counts"]
+    log.info("classes and records done (%.1f s)", time.perf_counter() - started)
+
+    # shape, length, rhythm
+    pad_share = padding_share(lengths)
+    pad_by_class = {c: float(pad_share[labels == i].mean()) for i, c in enumerate(CLASS_NAMES) if (labels == i).any()}
+    rhythm = rhythm_frame(beats)
+    rng = np.random.default_rng(p.seed)
+    n_reference = int((labels == 0).sum())
+    keep = np.ones(len(labels), dtype=bool)
+    if n_reference > p.auc_max_reference:  # subsample N for the rank AUCs: same estimate, faster
+        drop = rng.choice(np.flatnonzero(labels == 0), size=n_reference - p.auc_max_reference, replace=False)
+        keep[drop] = False
+    rhythm_auc, sample_auc = separability(rhythm[keep].reset_index(drop=True), samples[keep], labels[keep])
+    length_hist = histogram_by_class(rhythm["length_ms"], labels, np.arange(0, WINDOW_MS + 2 * 25, 25.0), "length_ms")
+    ratio_hist = histogram_by_class(
+        rhythm["rr_prev/rr_local"], labels, np.arange(0.2, 2.02, 0.04), "rr_prev_over_local"
+    )
+    log.info("shape and rhythm done (%.1f s)", time.perf_counter() - started)
+
+    # suspicious beats
+    flags = suspicious_beats(samples, lengths, labels, flat_std=p.flat_std, clip_run=p.clip_run, outlier_z=p.outlier_z)
+    flagged = flags[["flat", "clipped", "far"]].any(axis=1)
+    far = flags["far"].to_numpy()
+    far_records = pd.Series(records[far]).value_counts()
+    far_cum = far_records.cumsum().to_numpy() / max(int(far_records.sum()), 1)
+    far_top_n = int(np.searchsorted(far_cum, 0.5 - 1e-12) + 1) if len(far_records) else 0  # holding half
+    far_n = far & (labels == 0)
+    far_symbols = beats["symbol"][far_n].value_counts()
+    log.info("suspicious beats done (%.1f s)", time.perf_counter() - started)
+
+    # structure
+    structure = covariance_structure(samples)
+    pca_index = stratified_sample(labels, p.pca_per_class, p.seed)
+    all_scores = (samples - structure["mean"]) @ structure["components"][:2].T
+    pc_auc = {}
+    for i, c in enumerate(CLASS_NAMES[1:], start=1):
+        pair = ((labels == i) | (labels == 0)) & keep
+        aucs = auc_columns(all_scores[pair], labels[pair] == i)
+        if np.isfinite(aucs).all():
+            pc_auc[c] = float(aucs[np.argmax(np.abs(aucs - 0.5))])
+    lag_corr = lag_correlation(structure["corr"])
+
+    # patients
+    variability, per_beat = patient_variability(samples, records, labels, p.min_record_beats)
+    # the balanced accuracy averages the classes every evaluated set holds enough of
+    nn_classes = [
+        c
+        for i, c in enumerate(CLASS_NAMES)
+        if all((sets[f"{pr} {ts}"]["label"] == i).sum() >= p.min_record_beats for pr, _, ts in NEIGHBOUR_PAIRS.values())
     ]
-    text = (
-        f"**Augmentation.** In the inter-patient training set the largest class outnumbers {_join(needy)} more "
-        f"than {s['max_ratio']:g} to 1; reaching {s['max_ratio']:g} : 1 needs {_join(parts)}."
-        if needy
-        else f"**Augmentation.** No class of the inter-patient training set is outnumbered more than "
-        f"{s['max_ratio']:g} to 1."
-    )
-    if too_few:
-        text += (
-            f" {_join([f'{c} ({counts[c]:,} beats)' for c in too_few])} "
-            f"{'has' if len(too_few) == 1 else 'have'} fewer than {s['min_beats']:,} training beats: too few "
-            "to multiply; leave such a class out of the inter-patient model or merge it, and say so in its metrics."
+    neighbours = {}
+    for name, (protocol, train_set, test_set) in NEIGHBOUR_PAIRS.items():
+        train, test = sets[f"{protocol} {train_set}"], sets[f"{protocol} {test_set}"]
+        neighbours[name] = neighbour_check(
+            train[SAMPLE_COLUMNS].to_numpy(dtype=np.float32),
+            train["label"].to_numpy(dtype=np.int64),
+            train["record"].to_numpy(dtype=object),
+            test[SAMPLE_COLUMNS].to_numpy(dtype=np.float32),
+            test["label"].to_numpy(dtype=np.int64),
+            test["record"].to_numpy(dtype=object),
+            per_class=p.neighbour_per_class,
+            seed=p.seed,
+            classes=nn_classes,
         )
-    text += (
-        " Synthetic copies (time warping within the RR window, amplitude scaling, baseline wander, noise) "
-        "multiply the shapes of the few patients who hold a class: combine modest augmentation with class "
-        "weights and judge it on unseen patients only."
-    )
-    out.append(text)
+    log.info("structure and patients done (%.1f s)", time.perf_counter() - started)
 
-    m = s["missing"]
-    out.append(
-        f"**Missing data.** {m['sample_nan']:,} sample values are NaN; missingness here is structural: "
-        f"{_pct(m['padding'])} of all "
-        f"sample values are zero padding (per class on average from {_pct(m['padding_min_class'][1])} for "
-        f"{m['padding_min_class'][0]} to {_pct(m['padding_max_class'][1])} for {m['padding_max_class'][0]}), "
-        "so zeros after the beat's end are not signal; "
-        f"{m['cut']:,} beats ({_pct(m['cut_share'], 2)}) are longer than 187 samples and lose their end; "
-        f"`rr_prev` is missing for {m['rr_prev_nan']:,} beats (each record's first) and all RR values are "
-        "missing with the Kaggle CSV source, so models must accept NaN RR features (LightGBM does) "
-        "rather than impute them from the padding."
+    max_ratio, min_beats = p.augment_max_ratio, p.augment_min_beats
+    return EdaResult(
+        settings=p,
+        labels=labels,
+        records=records,
+        samples=samples,
+        lengths=lengths,
+        leads=beats["lead"].value_counts(),
+        summaries=summaries,
+        composition=composition,
+        groups={r: record_group(r) for r in composition.index},
+        concentration=class_concentration(composition, p.concentration_share),
+        train_concentration=class_concentration(train_composition, p.concentration_share),
+        overlap=_overlap(sets["kaggle train"], sets["kaggle test"]),
+        holdout_overlap=_overlap(itrain, sets["interpatient holdout"]),
+        plan=augmentation_plan(train_counts, max_ratio, min_beats),
+        kaggle_plan=augmentation_plan(summaries["kaggle train"]["counts"], max_ratio, min_beats),
+        profiles=class_profiles(samples, labels),
+        stats=position_stats(samples),
+        padding=padding_by_position(lengths, labels),
+        pad_share=pad_share,
+        pad_by_class=pad_by_class,
+        missing={
+            "sample_nan": int(np.isnan(samples).sum()),
+            "padding": float(pad_share.mean()),
+            "padding_min_class": min(pad_by_class.items(), key=lambda kv: kv[1]),
+            "padding_max_class": max(pad_by_class.items(), key=lambda kv: kv[1]),
+            "cut": int((lengths > BEAT_SAMPLES).sum()),
+            "cut_share": float((lengths > BEAT_SAMPLES).mean()),
+            "rr_prev_nan": int(beats["rr_prev"].isna().sum()),
+        },
+        rhythm_table=rhythm_summary(rhythm, labels, p.premature_ratio),
+        rhythm_auc=rhythm_auc,
+        sample_auc=sample_auc,
+        auc_reference=min(n_reference, p.auc_max_reference),
+        length_corr={
+            col: float(rhythm[["length_ms", col]].dropna().corr().iloc[0, 1])
+            for col in ("rr_prev", "rr_next", "rr_local")
+        },
+        length_hist=length_hist,
+        ratio_hist=ratio_hist,
+        flags=flags,
+        flagged=flagged,
+        suspicious={
+            "flat": int(flags["flat"].sum()),
+            "clipped": int(flags["clipped"].sum()),
+            "far": int(far.sum()),
+            "any_share": float(flagged.mean()),
+            "far_top_n": far_top_n,
+            "far_top_records": ", ".join(far_records.index[:far_top_n]) if far_top_n else "none",
+            "far_top_share": float(far_records.iloc[:far_top_n].sum() / far.sum()) if far.any() else None,
+            "far_n_nonN_symbol": float(far_symbols.drop("N", errors="ignore").sum() / far_n.sum())
+            if far_n.any()
+            else None,
+        },
+        far_symbols=far_symbols,
+        n_symbols=beats["symbol"][labels == 0].value_counts(),
+        far_leads=beats["lead"][far].value_counts(),
+        structure=structure,
+        lag_corr=lag_corr,
+        pca_index=pca_index,
+        pca_scores=(samples[pca_index] - structure["mean"]) @ structure["components"][:2].T,
+        pca_summary={
+            "two": float(structure["explained"][:2].sum()),
+            "n95": components_for(structure["explained"], 0.95),
+            "n99": components_for(structure["explained"], 0.99),
+            "lag1": float(lag_corr[1]),
+            "lag12": float(lag_corr[int(round(0.1 * BEAT_FS))]),
+            "pc_auc": pc_auc,
+        },
+        variability=variability,
+        per_beat=per_beat,
+        nn_classes=nn_classes,
+        neighbours=neighbours,
     )
-
-    ra, sa = s["rhythm_auc"], s["sample_auc"]
-    lines, rhythm_first, shape_first = [], [], []
-    for c in ra.columns:
-        best = (ra[c] - 0.5).abs().idxmax()
-        position = (sa[c] - 0.5).abs().idxmax()
-        lines.append(
-            f"{c}: `{best}` (AUC {_separation(ra.loc[best, c], c)}) against the best single sample, at "
-            f"{position:.0f} ms (AUC {_separation(sa.loc[position, c], c)})"
-        )
-        (rhythm_first if abs(ra.loc[best, c] - 0.5) > abs(sa.loc[position, c] - 0.5) else shape_first).append(c)
-    lc = s["length_corr"]
-    out.append(
-        "**Features likely to matter.** The best single rhythm value against N: "
-        + "; ".join(lines)
-        + f". A rhythm value beats every single sample for {_join(rhythm_first)}; the shape wins for "
-        f"{_join(shape_first)}. The unpadded length follows the *next* RR interval (r = {lc['rr_next']:.3f}), "
-        f"not the previous one (r = {lc['rr_prev']:.3f}): the window starts at the R peak, so neither the P "
-        "wave nor the prematurity of the beat is in the 187 samples. Give models `rr_prev`, `rr_local` and "
-        "their ratio explicitly."
-    )
-
-    p = s["pca"]
-    out.append(
-        f"**Redundancy.** Neighbouring positions correlate at r = {p['lag1']:.3f} (one sample, 8.3 ms, apart) "
-        f"and {p['lag12']:.3f} at 100 ms; {p['n95']} principal components hold 95 % of the variance and the "
-        f"first two {_pct(p['two'])}."
-        + (
-            " Pooling or dropping positions (every second sample, PCA or wavelet summaries) should cost little."
-            if p["lag1"] > 0.9
-            else ""
-        )
-        + " The better of the first two components separates each class from N "
-        "with AUC "
-        + ", ".join(f"{c} {max(a, 1 - a):.3f}" for c, a in p["pc_auc"].items())
-        + (
-            ": none reaches 0.9, so a linear 2-D view is not enough and the classifier must combine many values."
-            if all(max(a, 1 - a) < 0.9 for a in p["pc_auc"].values())
-            else "."
-        )
-    )
-
-    f = s["flags"]
-    few = 0 < f["far_top_n"] <= max(2, 0.1 * s["records"])
-    out.append(
-        f"**Outliers.** {f['flat']:,} flat, {f['clipped']:,} clipped and {f['far']:,} far-from-mean beats "
-        f"({_pct(f['any_share'], 2)} of all). Half of the far beats come from {f['far_top_n']} of "
-        f"{s['records']} records ({f['far_top_records']})"
-        + (
-            ": concentrated in a few patients, they are more likely patient-specific morphologies than "
-            "recording errors. Keep them in training; flag them in monitoring instead of dropping them."
-            if few
-            else ": spread over many patients, they deserve a look before training; flag rather than drop them."
-        )
-    )
-
-    v, o, nn = s["variability"], s["overlap"], s["neighbours"]
-    if not v.empty:
-        vtext = "; ".join(
-            f"{c}: {v.loc[c, 'ratio']:.2f}× farther, nearest to its own record's mean for "
-            f"{_pct(v.loc[c, 'nearest_is_own'], 0)} of beats (chance {_pct(v.loc[c, 'chance'], 0)})"
-            for c in v.index
-        )
-    else:
-        vtext = "too few records per class to measure"
-    k, h = nn.get("kaggle test", {}), nn.get("interpatient holdout", {})
-    closer = not v.empty and bool((v["ratio"] > 1).all())
-    k_bacc, h_bacc = k.get("balanced_accuracy"), h.get("balanced_accuracy")
-    gap = k_bacc is not None and h_bacc is not None and k_bacc - h_bacc > 0.05
-    out.append(
-        "**Why `kaggle` overstates real-world performance.** "
-        + (
-            "Beats lie closer to their own patient's class mean than to other patients' "
-            if closer
-            else "Own-patient and other-patient class means compare as follows "
-        )
-        + f"({vtext}). The random split puts {_pct(o['same_record'])} of "
-        f"test beats next to training beats of the same patient ({_pct(o['same_record_and_class'])} of the "
-        "same patient and class), and the nearest training beat of a kaggle test beat is from the same "
-        f"patient {_pct(k.get('same_record'))} of the time. A plain 1-nearest-neighbour on the raw samples "
-        f"reaches a balanced accuracy over {_join(s['neighbour_classes'])} of {fmt(k_bacc)} on the kaggle test "
-        f"set and {fmt(h_bacc)} on the DS2 holdout"
-        + (": the difference is patients seen in training, not skill." if gap else ".")
-        + " Report the inter-patient holdout as the headline and select models "
-        "on whole held-out records."
-    )
-
-    sh = s["shift"]
-    out.append(
-        "**Label shift between DS1 and DS2.** Class shares of the inter-patient training set against the "
-        "holdout: "
-        + ", ".join(f"{c} {_pct(sh['train'][c], 2)} vs {_pct(sh['holdout'][c], 2)}" for c in CLASS_NAMES[1:])
-        + f"; record {sh['s_top_record']} ({sh['s_top_group']}) alone holds {_pct(sh['s_top_share'], 0)} of all "
-        "S beats. Per-class precision on the holdout moves with these priors; the holdout-shift report "
-        "should compare against them."
-    )
-    return out

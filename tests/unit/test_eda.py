@@ -9,7 +9,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from ecgbeats import eda
+from ecgbeats import eda, eda_report
 from ecgbeats.aami import DS1, DS2
 from ecgbeats.beats import BEAT_SAMPLES
 from ecgbeats.dataset import SAMPLE_COLUMNS
@@ -221,8 +221,8 @@ def stage_run(fixture_beats, tmp_path_factory):
 
 def test_stage_writes_every_figure_and_plot_file(stage_run):
     plots = stage_run / "plots" / "eda"
-    assert sorted(p.name for p in plots.iterdir()) == sorted(stage.FIGURES + stage.PLOT_DATA)
-    for name in stage.FIGURES:
+    assert sorted(p.name for p in plots.iterdir()) == sorted([*eda_report.FIGURES, *eda_report.PLOT_DATA])
+    for name in eda_report.FIGURES:
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     mean_beat = pd.read_csv(plots / "class_mean_beat.csv")
     assert len(mean_beat) == BEAT_SAMPLES and {"time_ms", "N", "S", "V", "F", "Q"} <= set(mean_beat.columns)
@@ -232,7 +232,7 @@ def test_stage_writes_every_figure_and_plot_file(stage_run):
 def test_stage_report_has_no_placeholder_and_embeds_every_figure(stage_run, fixture_beats):
     report = (stage_run / "reports" / "eda.md").read_text()
     assert not re.search(r"\$[A-Za-z_{]", report)
-    for name in stage.FIGURES:
+    for name in eda_report.FIGURES:
         assert f"](../plots/eda/{name})" in report
     assert f"{len(fixture_beats):,} beats" in report
     conclusions = report.split("## Conclusions")[1]
