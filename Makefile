@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test lint format fixtures dag clean gate serve reproduce
+.PHONY: help install repro test lint format fixtures dag clean gate serve reproduce bench load-test drift
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,16 @@ PORT ?= 8000
 serve: $(INSTALLED) ## serve MODEL (default models/kaggle) with uvicorn on http://$(HOST):$(PORT)
 	ECGBEATS_MODEL_DIR=$(MODEL) ECGBEATS_TEST_METRICS=metrics/$(notdir $(MODEL))/test.json \
 		$(BIN)/python -m ecgbeats.serving --host $(HOST) --port $(PORT)
+
+bench: $(INSTALLED) ## latency and throughput of the service on loopback
+	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3
+
+load-test: $(INSTALLED) ## 10,000 requests at concurrency 32, then a restart during load (loopback)
+	$(BIN)/python -m benchmarks.load_test --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --keep-alive 75
+
+drift: $(INSTALLED) ## drift report of BEATS (parquet/CSV) against MODEL's reference profile
+	@test -n "$(BEATS)" || (echo "set BEATS to a beat parquet or CSV" && exit 1)
+	$(BIN)/python -m ecgbeats.serving.drift_cli $(BEATS) --model $(MODEL) --out drift-report.json --figure drift-report.png
 
 fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MITDB_MIRROR
 	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)

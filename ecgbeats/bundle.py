@@ -20,7 +20,9 @@ from ecgbeats.model import predict_proba
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
 MANIFEST_FILE = "MANIFEST.sha256"
-BUNDLE_FILES = (MODEL_FILE, META_FILE)
+REFERENCE_FILE = "reference.json"  # the training data's drift profile (ecgbeats.drift.build_profile)
+BUNDLE_FILES = (MODEL_FILE, META_FILE)  # required in every bundle
+OPTIONAL_FILES = (REFERENCE_FILE,)  # checked against the manifest when present (older bundles lack them)
 FORMAT_VERSION = 1
 
 
@@ -33,6 +35,7 @@ class ModelBundle:
     booster: lgb.Booster
     meta: dict[str, Any]
     path: Path
+    reference: dict[str, Any] | None = None  # the drift reference profile, if the bundle has one
 
     @property
     def class_names(self) -> list[str]:
@@ -55,12 +58,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_bundle(path: str | Path, booster: lgb.Booster, meta: dict[str, Any]) -> None:
-    """Write the bundle atomically: a reader sees the old bundle or the complete new one."""
+def save_bundle(
+    path: str | Path, booster: lgb.Booster, meta: dict[str, Any], reference: dict[str, Any] | None = None
+) -> None:
+    """Write the bundle atomically: a reader sees the old bundle or the complete new one.
+
+    ``reference`` (a drift profile from ``ecgbeats.drift.build_profile``) is written to
+    ``reference.json`` and covered by the manifest like the model and its metadata.
+    """
     with atomic_dir(path) as tmp:
         booster.save_model(tmp / MODEL_FILE, num_iteration=booster.best_iteration or None)
         (tmp / META_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2) + "\n")
-        manifest = "".join(f"{_sha256(tmp / name)}  {name}\n" for name in BUNDLE_FILES)
+        names = list(BUNDLE_FILES)
+        if reference is not None:
+            (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=1, allow_nan=False) + "\n")
+            names.append(REFERENCE_FILE)
+        manifest = "".join(f"{_sha256(tmp / name)}  {name}\n" for name in names)
         (tmp / MANIFEST_FILE).write_text(manifest)
 
 
@@ -80,7 +93,10 @@ def verify_bundle(path: str | Path) -> None:
     for line in manifest_path.read_text().splitlines():
         digest, _, name = line.partition("  ")
         listed[name] = digest
-    for name in BUNDLE_FILES:
+    for name in OPTIONAL_FILES:  # a file the manifest does not cover is not trusted
+        if name not in listed and (path / name).exists():
+            raise BundleError(f"model bundle {path}: {name} is not listed in {MANIFEST_FILE}")
+    for name in [*BUNDLE_FILES, *(n for n in OPTIONAL_FILES if n in listed)]:
         if name not in listed:
             raise BundleError(f"model bundle {path}: {MANIFEST_FILE} does not list {name}")
         file = path / name
@@ -106,4 +122,5 @@ def load_bundle(path: str | Path) -> ModelBundle:
     booster = lgb.Booster(model_file=str(path / MODEL_FILE))
     if booster.feature_name() != meta["features"]["columns"]:
         raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")
-    return ModelBundle(booster=booster, meta=meta, path=path)
+    reference = json.loads((path / REFERENCE_FILE).read_text()) if (path / REFERENCE_FILE).is_file() else None
+    return ModelBundle(booster=booster, meta=meta, path=path, reference=reference)

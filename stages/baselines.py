@@ -14,7 +14,7 @@ from ecgbeats.evaluation import evaluate_predictions
 from ecgbeats.features import build_features
 from ecgbeats.io import write_json
 from ecgbeats.model import predict_proba, train_booster
-from stages.common import load_params, setup_logging
+from stages.common import feature_groups, load_params, setup_logging
 
 log = logging.getLogger("stages.baselines")
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     train_params = load_params("train", args.params)
     seed = int(train_params["seed"])
-    groups = list(train_params["features"])
+    groups = feature_groups(train_params, args.protocol)
     beats = {name: load_beats(args.data / f"{name}.parquet") for name in ["train", "val", *args.sets]}
     labels = {name: frame["label"].to_numpy() for name, frame in beats.items()}
     features = {name: build_features(frame, groups) for name, frame in beats.items()}

@@ -18,7 +18,7 @@ from ecgbeats.io import write_csv
 from ecgbeats.model import predict_proba, train_booster
 from ecgbeats.plots import save
 from ecgbeats.splits import stratified_pick
-from stages.common import load_params, setup_logging
+from stages.common import feature_groups, load_params, setup_logging
 
 log = logging.getLogger("stages.learning_curve")
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     train_params = load_params("train", args.params)
     fractions = [float(f) for f in load_params("learning_curve", args.params)["fractions"]]
     seed = int(train_params["seed"])
-    groups = list(train_params["features"])
+    groups = feature_groups(train_params, args.protocol)
     train, val = load_beats(args.data / "train.parquet"), load_beats(args.data / "val.parquet")
     x_val, y_val = build_features(val, groups), val["label"].to_numpy()
     rows = []

@@ -18,12 +18,13 @@ from ecgbeats import __version__
 from ecgbeats.aami import CLASS_NAMES
 from ecgbeats.bundle import save_bundle
 from ecgbeats.dataset import load_beats
+from ecgbeats.drift import build_profile
 from ecgbeats.evaluation import evaluate_predictions
 from ecgbeats.features import build_features
 from ecgbeats.io import write_json
 from ecgbeats.model import predict_proba, train_booster
 from ecgbeats.plots import learning_curves, save
-from stages.common import load_params, setup_logging
+from stages.common import feature_groups, load_params, setup_logging
 
 log = logging.getLogger("stages.train")
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     params = load_params("train", args.params)
     seed = int(params["seed"])
-    groups = list(params["features"])
+    groups = feature_groups(params, args.protocol)
 
     inputs = {name: args.data / f"{name}.parquet" for name in ("train", "val")}
     train, val = (load_beats(inputs[name]) for name in ("train", "val"))
@@ -102,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         "training": summary,
         "validation": {k: v for k, v in fit["val"].items() if k != "ci95"},
     }
-    save_bundle(args.model, booster, meta)
+    # the drift reference: key feature distributions and predicted class mix of the training split,
+    # from the model's features (what the service's drift window sees), so a feature the model does
+    # not get is not profiled
+    predicted = predict_proba(booster, x_train).argmax(axis=1)
+    reference = build_profile(x_train, predicted, list(CLASS_NAMES), source="train")
+    save_bundle(args.model, booster, meta, reference=reference)
     write_json(summary, args.metrics)
     save(learning_curves(history, best, f"{args.protocol}"), args.plots / "learning_curves.png")
     log.info("%s: best iteration %d, val macro-F1 %.4f, %.1f s", args.protocol, best, fit["val"]["macro_f1"], seconds)

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--log-level", default="info")
+    # longer than uvicorn's 5 s default: busy clients reuse a connection before the server drops it
+    parser.add_argument("--timeout-keep-alive", type=int, default=75, help="seconds an idle connection stays open")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
@@ -34,10 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1:  # each worker builds its own app from the same environment
         uvicorn.run(
             "ecgbeats.serving.api:app_from_env", factory=True, host=args.host, port=args.port,
-            workers=args.workers, log_level=args.log_level,
+            workers=args.workers, log_level=args.log_level, timeout_keep_alive=args.timeout_keep_alive,
         )  # fmt: skip
     else:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(
+            create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+            timeout_keep_alive=args.timeout_keep_alive,
+        )  # fmt: skip
     return 0
 
 

@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import ecgbeats
 from ecgbeats.aami import CLASS_DESCRIPTIONS
 from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.bundle import BundleError, load_bundle
+from ecgbeats.bundle import BundleError, bundle_digest, load_bundle
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import (
     MAX_LENGTH,
@@ -288,10 +288,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             bundle = load_bundle(settings.model_dir)
+            if settings.model_digest and not bundle_digest(settings.model_dir).startswith(settings.model_digest):
+                raise BundleError(
+                    f"model bundle {settings.model_dir}: digest {bundle_digest(settings.model_dir)} is not the "
+                    f"pinned ECGBEATS_MODEL_DIGEST {settings.model_digest} (wrong version deployed?)"
+                )
         except BundleError as err:
             log.error("refusing to start: %s", err)
             raise
-        scorer = Scorer(bundle, version=settings.model_version, observers=[metrics.observe])
+        if bundle.reference is not None:
+            metrics.enable_drift(bundle.reference, window=settings.drift_window, min_beats=settings.drift_min_beats)
+        else:
+            log.warning("the bundle has no reference profile (reference.json): drift gauges are disabled")
+        scorer = Scorer(
+            bundle, version=settings.model_version, observers=[metrics.observe], num_threads=settings.predict_threads
+        )
         metrics.class_names = scorer.class_names
         app.state.scorer = scorer
         app.state.test_metrics = _load_test_metrics(settings.test_metrics)
@@ -393,6 +404,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "training": meta.get("training"),
             "validation": meta.get("validation"),
             "test": request.app.state.test_metrics,
+            "drift": None
+            if metrics.drift is None
+            else {
+                "reference": {k: scorer.bundle.reference.get(k) for k in ("source", "n_beats", "thresholds")},
+                "features": metrics.drift.features,
+                "window": metrics.drift.window,
+                "min_beats": metrics.drift.min_beats,
+            },
             "limits": {
                 "max_batch_beats": settings.max_batch_beats,
                 "max_body_bytes": settings.max_body_bytes,

@@ -199,8 +199,14 @@ class Scorer:
         *,
         version: str | None = None,
         observers: Sequence[PredictionObserver] = (),
+        num_threads: int | None = None,
     ) -> None:
         self.bundle = bundle
+        # LightGBM threads per prediction; None: LightGBM's default (all cores). The service uses 1:
+        # on a busy host OpenMP threads of small predictions spin and wait for each other (one beat on
+        # the shared 2-core dev machine: 12 ms as a DataFrame with the default, 0.05 ms as an array
+        # with 1 thread; see reports/deployment.md)
+        self.num_threads = num_threads
         self.digest = bundle_digest(bundle.path)
         self.version = version or model_version(bundle, self.digest)
         self.observers: list[PredictionObserver] = list(observers)
@@ -217,7 +223,11 @@ class Scorer:
         if len(beats) == 0:
             return Predictions(np.zeros((0, len(self.class_names))), self.class_names)
         features = self.bundle.features(beats)
-        proba = np.asarray(self.bundle.booster.predict(features), dtype=np.float64).reshape(len(beats), -1)
+        # a float64 array, not the DataFrame: LightGBM's pandas conversion costs ~1.4 ms per call;
+        # the columns are already in the training order (ModelBundle.features reindexes them)
+        threads = {} if self.num_threads is None else {"num_threads": self.num_threads}
+        values = features.to_numpy(dtype=np.float64)
+        proba = np.asarray(self.bundle.booster.predict(values, **threads), dtype=np.float64).reshape(len(beats), -1)
         for observe in self.observers:
             observe(features, proba)
         return Predictions(proba, self.class_names)

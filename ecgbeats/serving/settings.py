@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,19 @@ class Settings(BaseSettings):
         description="the version to report; default: the bundle's meta `version`, else "
         "`<ecgbeats version>+<protocol>.<first 12 hex of the bundle digest>`",
     )
+    model_digest: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{8,64}$",
+        description="if set, refuse to start unless the bundle digest (sha256 of its manifest) starts with "
+        "this: pins the released version (see reports/deployment.md)",
+    )
+    drift_window: int = Field(2000, ge=10, le=1_000_000, description="recent beats kept for the drift gauges")
+    drift_min_beats: int = Field(
+        500, ge=1, description="beats the window needs before drift gauges are exported (PSI noise floor)"
+    )
+    predict_threads: int = Field(
+        1, ge=1, le=64, description="LightGBM threads per prediction; scale out with workers or replicas instead"
+    )
     test_metrics: Path | None = Field(
         None, description="a JSON file of held-out test metrics (e.g. metrics/kaggle/test.json) for GET /v1/model"
     )
@@ -34,10 +47,17 @@ class Settings(BaseSettings):
     max_strip_seconds: float = Field(1800.0, gt=0, description="longest strip accepted (30 min)")
     max_abs_mv: float = Field(50.0, gt=0, description="largest |value| of a strip sample, in millivolts")
 
+    @field_validator("model_version", "model_digest", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _ranges(self) -> Settings:
         if self.min_fs > self.max_fs:
             raise ValueError(f"min_fs {self.min_fs} is above max_fs {self.max_fs}")
+        if self.drift_min_beats > self.drift_window:
+            raise ValueError(f"drift_min_beats {self.drift_min_beats} is above drift_window {self.drift_window}")
         if self.min_strip_seconds > self.max_strip_seconds:
             raise ValueError("min_strip_seconds is above max_strip_seconds")
         return self

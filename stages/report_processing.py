@@ -1,0 +1,305 @@
+"""Stage report_processing: reports/processing.md and its figures from the processing measurements.
+
+Every number in the report comes from the JSON/CSV files the processing stages and measurement
+scripts wrote (``metrics/processing/``, the features stage's calculator timing); a missing file
+stops the stage instead of leaving a placeholder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ecgbeats.aami import CLASS_NAMES  # noqa: E402
+from ecgbeats.augment import TRANSFORMS, AugmentConfig, apply_transform  # noqa: E402
+from ecgbeats.beats import BEAT_FS  # noqa: E402
+from ecgbeats.dataset import SAMPLE_COLUMNS, load_beats  # noqa: E402
+from ecgbeats.io import atomic_path  # noqa: E402
+from ecgbeats.reporting import fmt, markdown_table, render  # noqa: E402
+
+PROTOCOLS = ("kaggle", "interpatient")
+NOT_RUN = "_Not measured in this run (compute budget); run `{cmd}` to add it._"
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def f1_row(name: str, entry: dict[str, Any], baseline: float | None = None) -> list[Any]:
+    row = [name, entry["features"], entry["macro_f1"]]
+    row.append(None if baseline is None else round(entry["macro_f1"] - baseline, 4))
+    row += [entry["f1"][c] for c in ("N", "S", "V", "F")]
+    row += [entry.get("S_Se"), entry.get("S_+P"), entry.get("V_Se"), entry.get("V_+P")]
+    return row
+
+
+F1_HEADERS = [
+    "variant",
+    "features",
+    "macro-F1",
+    "Δ vs first",
+    "F1 N",
+    "F1 S",
+    "F1 V",
+    "F1 F",
+    "S Se",
+    "S +P",
+    "V Se",
+    "V +P",
+]
+
+
+def ablation_tables(data: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    tables, best = {}, {}
+    for protocol, variants in data["results"].items():
+        items = list(variants.items())
+        base = items[0][1]["macro_f1"]
+        rows = [f1_row(name, entry, base) for name, entry in items]
+        seeds = items[0][1]["seeds"]
+        spread = max(e["macro_f1_sd"] for _, e in items)
+        note = f"\n\n(mean of {seeds} seeds; macro-F1 SD over seeds at most {spread:.3f})"
+        tables[protocol] = markdown_table(F1_HEADERS, rows, digits=3) + (note if seeds > 1 and spread > 0 else "")
+        name, entry = max(items, key=lambda kv: kv[1]["macro_f1"])
+        best[protocol] = {"name": name, "macro_f1": entry["macro_f1"], "baseline": base, "groups": entry.get("groups")}
+    return tables, best
+
+
+def bar_figure(data: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) -> None:
+    fig, axes = plt.subplots(1, len(data), figsize=(6.5 * len(data), 0.45 * max(len(v) for v in data.values()) + 1.5))
+    axes = np.atleast_1d(axes)
+    for ax, (protocol, variants) in zip(axes, data.items(), strict=True):
+        names = list(variants)
+        values = [variants[n]["macro_f1"] for n in names]
+        ax.barh(range(len(names)), values, color="tab:blue")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(min(values) - 0.05, min(1.0, max(values) + 0.03))
+        ax.set_xlabel("validation macro-F1")
+        ax.set_title(protocol)
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.3f}", va="center", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def augment_figure(train_path: Path, config: AugmentConfig, path: Path) -> None:
+    beats = load_beats(train_path)
+    rng = np.random.default_rng(config.seed)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6), sharey=True)
+    picks = {c: np.flatnonzero(beats["label"].to_numpy() == CLASS_NAMES.index(c)) for c in ("S", "F")}
+    source = beats.iloc[int(rng.choice(picks["S"]))]
+    n = min(int(source["length"]), 187)
+    x = source[SAMPLE_COLUMNS].to_numpy(dtype=np.float64)[:n]
+    for ax, name in zip(axes.ravel(), TRANSFORMS, strict=True):
+        ax.plot(np.arange(n) / BEAT_FS * 1000, x, color="black", lw=1.2, label="real S beat")
+        for k in range(3):
+            y, *_ = apply_transform(
+                name, x, np.random.default_rng(k), config.severity, **config.transforms.get(name, {})
+            )
+            y = (y - y.min()) / (np.ptp(y) or 1.0)
+            ax.plot(np.arange(len(y)) / BEAT_FS * 1000, y, lw=0.8, alpha=0.8, label=f"synthetic {k + 1}")
+        ax.set_title(f"{name} {config.transforms.get(name, {})}", fontsize=8)
+        ax.set_xlabel("ms after R")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def impute_figure(studies: dict[str, dict[str, Any]], path: Path) -> None:
+    fig, axes = plt.subplots(2, len(studies), figsize=(6 * len(studies), 7), squeeze=False)
+    for col, (protocol, study) in enumerate(studies.items()):
+        table = pd.DataFrame(study["levels"])
+        for method, part in table.groupby("method", sort=False):
+            axes[0, col].plot(part["gap_length"] / BEAT_FS * 1000, part["macro_f1"], marker="o", label=method)
+            if part["rmse"].notna().any():
+                axes[1, col].plot(part["gap_length"] / BEAT_FS * 1000, part["rmse"], marker="o", label=method)
+        axes[0, col].set_title(f"{protocol}: validation macro-F1 with gaps")
+        axes[1, col].set_title(f"{protocol}: reconstruction RMSE on lost samples")
+        axes[1, col].set_xlabel("mean gap length (ms)")
+        axes[0, col].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--metrics", required=True, type=Path, help="metrics/processing")
+    parser.add_argument("--timing", required=True, type=Path, help="a features stage's calculator_timing.csv")
+    parser.add_argument(
+        "--augment-train", required=True, type=Path, help="a training split for the augmentation figure"
+    )
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--plots", required=True, type=Path)
+    parser.add_argument("--template", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    import yaml
+
+    params = yaml.safe_load(Path(args.params).read_text())
+    m = args.metrics
+    values: dict[str, Any] = {}
+
+    # domain features
+    ablation = load(m / "features_ablation.json")
+    tables, best = ablation_tables(ablation)
+    for p in PROTOCOLS:
+        values[f"ablation_{p}"] = tables[p]
+        values[f"best_features_{p}"] = best[p]["name"]
+        values[f"best_features_{p}_f1"] = fmt(best[p]["macro_f1"])
+        values[f"baseline_features_{p}_f1"] = fmt(best[p]["baseline"])
+    bar_figure({p: ablation["results"][p] for p in PROTOCOLS}, args.plots / "feature_ablation.png",
+               "Feature groups (validation)")  # fmt: skip
+    res = ablation["results"]
+    pad0 = "baseline (samples, length, rr)"
+    padn = "padding as NaN (samples_masked, length, rr)"
+    values["padding_rows"] = markdown_table(
+        ["protocol", "padding as 0 (samples)", "padding as NaN (samples_masked)", "Δ"],
+        [[p, res[p][pad0]["macro_f1"], res[p][padn]["macro_f1"], round(res[p][padn]["macro_f1"] - res[p][pad0]["macro_f1"], 4)]  # noqa: E501
+         for p in PROTOCOLS if pad0 in res.get(p, {}) and padn in res.get(p, {})],
+    )  # fmt: skip
+
+    # imbalance
+    imbalance = {"results": {}}
+    for p in PROTOCOLS:  # scripts/compare_imbalance.py --protocols <p> --out metrics/processing/imbalance_<p>.json
+        if (m / f"imbalance_{p}.json").exists():
+            imbalance["results"].update(load(m / f"imbalance_{p}.json")["results"])
+    for p in PROTOCOLS:
+        if p not in imbalance["results"]:
+            values[f"imbalance_{p}"] = NOT_RUN.format(cmd=f"python -m scripts.compare_imbalance --protocols {p}")
+            for key in ("imbalance_best_", "imbalance_groups_"):
+                values[key + p] = "not measured"
+            values[f"imbalance_best_{p}_f1"] = "not measured"
+            continue
+        variants = imbalance["results"][p]["variants"]
+        items = list(variants.items())
+        values[f"imbalance_{p}"] = markdown_table(F1_HEADERS, [f1_row(n, e, items[0][1]["macro_f1"]) for n, e in items])
+        name, entry = max(items, key=lambda kv: kv[1]["macro_f1"])
+        values[f"imbalance_best_{p}"] = name
+        values[f"imbalance_best_{p}_f1"] = fmt(entry["macro_f1"])
+        values[f"imbalance_groups_{p}"] = ", ".join(imbalance["results"][p]["groups"])
+    bar_figure({p: imbalance["results"][p]["variants"] for p in PROTOCOLS if p in imbalance["results"]},
+               args.plots / "imbalance.png",
+               "Class imbalance (validation)")  # fmt: skip
+    for p in PROTOCOLS:  # what the augment stage added (metrics/processing/augment_<p>.json)
+        aug = load(m / f"augment_{p}.json")
+        values[f"augment_added_{p}"] = ", ".join(f"{c} +{n:,}" for c, n in aug["added"].items() if n) or "nothing"
+        values[f"augment_after_{p}"] = ", ".join(f"{c} {n:,}" for c, n in aug["after"].items())
+    config = AugmentConfig.from_params(params["augment"])
+    augment_figure(args.augment_train, config, args.plots / "augment_examples.png")
+    values["augment_params"] = (
+        "`"
+        + json.dumps(
+            {
+                k: params["augment"][k]
+                for k in ("target_ratio", "min_beats", "max_factor", "classes", "per_beat", "severity")
+            }
+        )
+        + "`"
+    )
+
+    # tsfresh
+    timing = pd.read_csv(args.timing)
+    values["timing_beats"] = params["features"]["tsfresh"].get("time_calculators_beats") or "the timing"
+    values["timing_table"] = markdown_table(
+        ["calculator", "features", "ms per beat", "ms per beat per feature", "dropped"],
+        [[r.calculator, int(r.features), round(r.ms_per_beat, 3), round(r.ms_per_beat_per_feature, 4),
+          "yes" if r.calculator in params["features"]["tsfresh"]["drop_calculators"] else ""]
+         for r in timing.head(20).itertuples()],
+    )  # fmt: skip
+    values["timing_total_ms"] = fmt(float(timing["ms_per_beat"].sum()), 1)
+    dropped = timing["calculator"].isin(params["features"]["tsfresh"]["drop_calculators"])
+    values["timing_kept_ms"] = fmt(float(timing.loc[~dropped, "ms_per_beat"].sum()), 1)
+    values["timing_dropped_ms"] = fmt(float(timing.loc[dropped, "ms_per_beat"].sum()), 1)
+    values["timing_dropped_share"] = fmt(
+        100 * float(timing.loc[dropped, "ms_per_beat"].sum() / timing["ms_per_beat"].sum()), 0
+    )
+    values["timing_total_features"] = int(timing["features"].sum())
+    values["timing_dropped_features"] = int(timing.loc[dropped, "features"].sum())
+    ts_rows, ts_total = [], {"beats": 0, "seconds": 0.0}
+    for p in PROTOCOLS:
+        f = load(m / f"features_{p}.json")
+        values[f"ts_{p}_load"] = fmt(f.get("load_average_1min_at_end"), 1)
+        for split, e in f["extraction"].items():
+            ts_rows.append([p, split, e["beats"], e["seconds"], e["beats_per_second"]])
+            ts_total["beats"] += e["beats"]
+            ts_total["seconds"] += e["seconds"]
+        values[f"ts_{p}_candidates"] = f["candidate_features"]
+        values[f"ts_{p}_relevant"] = f["relevant_features"]
+        values[f"ts_{p}_selected"] = f["selected_features"]
+        values[f"ts_{p}_candidate_seconds"] = fmt(f["candidate_seconds"], 1)
+        values[f"ts_{p}_calculators"] = ", ".join(f["selected_calculators"])
+    values["ts_extraction_table"] = markdown_table(["protocol", "split", "beats", "seconds", "beats/s"], ts_rows, 1)
+    values["ts_total_seconds"] = fmt(ts_total["seconds"], 1)
+    values["ts_total_minutes"] = fmt(ts_total["seconds"] / 60, 1)
+    values["ts_total_beats"] = ts_total["beats"]
+    ts_ablation = load(m / "tsfresh_ablation.json")
+    t_tables, _ = ablation_tables(ts_ablation)
+    for p in PROTOCOLS:
+        values[f"tsfresh_ablation_{p}"] = t_tables.get(
+            p, NOT_RUN.format(cmd=f"python -m scripts.ablate_tsfresh --protocols {p}")
+        )
+
+    # imputation
+    studies = {p: load(m / f"impute_{p}.json") for p in PROTOCOLS if (m / f"impute_{p}.json").exists()}
+    for p in PROTOCOLS:
+        if p not in studies:
+            cmd = f"python -m stages.impute --protocol {p} ... (impute.measure: true)"
+            values[f"impute_{p}"] = NOT_RUN.format(cmd=cmd)
+            for key in ("impute_best_", "impute_scores_", "impute_rmse_"):
+                values[key + p] = "not measured"
+    for p, study in studies.items():
+        table = pd.DataFrame(study["levels"])
+        values[f"impute_{p}"] = markdown_table(
+            ["mean gap (ms)", "lost share", "method", "RMSE", "MAE", "ms/beat", "macro-F1"]
+            + [f"F1 {c}" for c in "NSVF"],
+            [[round(r.gap_length / BEAT_FS * 1000, 1), r.lost_share, r.method, r.rmse, r.mae, r.impute_ms_per_beat,
+              r.macro_f1, r.f1_N, r.f1_S, r.f1_V, r.f1_F] for r in table.itertuples()],
+        )  # fmt: skip
+        rec = study["recommendation"]
+        values[f"impute_best_{p}"] = rec["method"]
+        values[f"impute_scores_{p}"] = ", ".join(f"{k} {v:.3f}" for k, v in rec["mean_gapped_macro_f1"].items())
+        values[f"impute_rmse_{p}"] = ", ".join(
+            f"{k} {v:.4f}" for k, v in rec["mean_gapped_rmse"].items() if v is not None
+        )
+    values["impute_gap_model"] = "`" + json.dumps(next(iter(studies.values()))["gap_model"]) + "`"
+    impute_figure(studies, args.plots / "impute_gaps.png")
+
+    # the defaults the measurements support (interpatient validation decides: it is the deployment case)
+    candidates = {**ablation["results"]["interpatient"], **ts_ablation["results"].get("interpatient", {})}
+    name, entry = max(candidates.items(), key=lambda kv: kv[1]["macro_f1"])
+    values["default_features"] = f"`{json.dumps(entry['groups'])}` ({name}, {entry['macro_f1']:.3f})"
+    inter = imbalance["results"].get("interpatient", {}).get("variants", {})
+    if inter:
+        name, entry = max(inter.items(), key=lambda kv: kv[1]["macro_f1"])
+        flag = str(name.startswith("augmentation")).lower()
+        weights = entry["class_weight"]
+        values["default_imbalance"] = (
+            f"{name} ({entry['macro_f1']:.3f}): `augment.enabled: {flag}`, `train.class_weight: {weights}`"
+        )
+    else:
+        values["default_imbalance"] = "not measured"
+    values["default_impute"] = ", ".join(f"{p} {s['recommendation']['method']}" for p, s in studies.items())
+
+    text = render(args.template.read_text(), values)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
