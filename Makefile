@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test lint format fixtures dag clean gate serve reproduce bench load-test drift
+.PHONY: help install repro test lint format fixtures dag clean gate serve reproduce bench bench-tsfresh bench-dask load-test drift
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,12 @@ serve: $(INSTALLED) ## serve MODEL (default models/kaggle) with uvicorn on http:
 
 bench: $(INSTALLED) ## latency and throughput of the service on loopback
 	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3
+
+bench-tsfresh: $(INSTALLED) ## tsfresh extraction: full Efficient set vs the frozen selection, and every beat of the dataset
+	$(BIN)/python -m benchmarks.bench_tsfresh --settings data/interim/$(notdir $(MODEL))/features/tsfresh_settings.json --beats data/processed/beats.parquet --all
+
+bench-dask: $(INSTALLED) ## tsfresh extraction and training, local vs a 2-worker Dask LocalCluster
+	$(BIN)/python -m benchmarks.bench_dask --settings data/interim/interpatient/features/tsfresh_settings.json --n 6000 --repeats 2 --train-beats 40000 --rounds 100
 
 load-test: $(INSTALLED) ## 10,000 requests at concurrency 32, then a restart during load (loopback)
 	$(BIN)/python -m benchmarks.load_test --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --keep-alive 75

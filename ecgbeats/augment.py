@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,11 @@ def baseline_wander(x: np.ndarray, rng: np.random.Generator, severity: float = 1
 def time_stretch(x: np.ndarray, rng: np.random.Generator, severity: float = 1.0, *, max_change: float = 0.1
                  ) -> tuple[np.ndarray, float, int]:  # fmt: skip
     """Linear resampling by 1 ± ``max_change`` (heart-rate change); returns the factor for RR and length."""
-    factor = 1.0 + severity * rng.uniform(-max_change, max_change)
+    return stretch(x, 1.0 + severity * rng.uniform(-max_change, max_change))
+
+
+def stretch(x: np.ndarray, factor: float) -> tuple[np.ndarray, float, int]:
+    """Linear resampling of ``x`` to ``factor`` times its length (the transform result of ``time_stretch``)."""
     n_new = max(2, int(round(len(x) * factor)))
     if n_new == len(x):
         return x.copy(), 1.0, 0
@@ -158,11 +163,19 @@ def _rescale_pad(signal: np.ndarray) -> np.ndarray:
 def synthesize(samples: np.ndarray, length: int, names: Sequence[str], config: AugmentConfig,
                rng: np.random.Generator) -> tuple[np.ndarray, int, float]:  # fmt: skip
     """A synthetic beat from one beat's 187 samples and length: (187 samples, length, RR factor)."""
+    steps = [partial(apply_transform, name, severity=config.severity, **config.transforms[name]) for name in names]
+    return transform_beat(samples, length, steps, rng)
+
+
+def transform_beat(samples: np.ndarray, length: int, steps: Sequence[Callable[..., tuple[np.ndarray, float, int]]],
+                   rng: np.random.Generator) -> tuple[np.ndarray, int, float]:  # fmt: skip
+    """Apply ``steps`` (each ``step(signal, rng) -> (signal, RR factor, shift)``) to a beat's unpadded part,
+    then min-max scale and pad it as ``ingest`` does: (187 samples, length, RR factor)."""
     length = int(length)
     signal = np.asarray(samples, dtype=np.float64)[: max(2, min(length, BEAT_SAMPLES))]
     rr_factor, true_length = 1.0, float(length)
-    for name in names:
-        signal, factor, shift = apply_transform(name, signal, rng, config.severity, **config.transforms[name])
+    for step in steps:
+        signal, factor, shift = step(signal, rng)
         rr_factor *= factor
         true_length = true_length * factor - shift
     # a beat cut at 187 samples lost its end: its true length follows the transforms arithmetically

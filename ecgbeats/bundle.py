@@ -16,6 +16,7 @@ import pandas as pd
 from ecgbeats.features import build_features
 from ecgbeats.io import atomic_dir
 from ecgbeats.model import predict_proba
+from ecgbeats.tsfeatures import TsfreshSettings
 
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
@@ -47,7 +48,9 @@ class ModelBundle:
 
     def features(self, beats: pd.DataFrame) -> pd.DataFrame:
         """The model's inputs for a beat table, in the training column order."""
-        frame = build_features(beats, self.meta["features"]["groups"])
+        frozen = self.meta["features"].get("tsfresh")  # the features stage's selection, when the model uses it
+        settings = TsfreshSettings(**frozen) if frozen else None
+        frame = build_features(beats, self.meta["features"]["groups"], tsfresh_settings=settings)
         return frame.reindex(columns=self.feature_columns)
 
     def predict_proba(self, beats: pd.DataFrame) -> np.ndarray:

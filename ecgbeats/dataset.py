@@ -198,3 +198,65 @@ def load_beats(path: str | Path) -> pd.DataFrame:
 def class_counts(labels: pd.Series | np.ndarray) -> dict[str, int]:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(CLASS_NAMES))
     return {name: int(counts[i]) for i, name in enumerate(CLASS_NAMES)}
+
+
+# A beat table partitioned by record: one parquet file per record, ``<directory>/record=<name>/``
+# (hive partitioning), so a Dask worker reads the records it was given and nothing else.
+PARTITION_COLUMN = "record"
+PARTITION_FILE = "part-0.parquet"
+
+
+def record_partitioning():
+    """The pyarrow hive partitioning of a partitioned beat table: ``record`` stays a string ("100", not 100)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    return ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
+
+
+def write_partitioned(beats: pd.DataFrame, directory: str | Path) -> list[str]:
+    """Write ``beats`` as ``directory/record=<name>/part-0.parquet``, one file per record; return the records.
+
+    The directory is replaced as a whole (written aside, then renamed), so no stale record survives.
+    Kaggle CSV rows carry no record and cannot be partitioned by it.
+    """
+    from ecgbeats.io import atomic_dir
+
+    unnamed = int(beats[PARTITION_COLUMN].isna().sum())
+    if unnamed:
+        raise InputDataError(f"{directory}: {unnamed} beats have no record to partition by")
+    records = []
+    with atomic_dir(directory) as tmp:
+        for record, part in beats.groupby(PARTITION_COLUMN, sort=True, observed=True):
+            dest = tmp / f"{PARTITION_COLUMN}={record}"
+            dest.mkdir()
+            part.drop(columns=PARTITION_COLUMN).to_parquet(dest / PARTITION_FILE, index=False)
+            records.append(str(record))
+    return records
+
+
+def partitioned_records(directory: str | Path) -> list[str]:
+    """The records of a partitioned beat table, sorted."""
+    prefix = f"{PARTITION_COLUMN}="
+    return sorted(p.name[len(prefix) :] for p in Path(directory).glob(f"{prefix}*") if p.is_dir())
+
+
+def read_partitioned(directory: str | Path, records: list[str] | None = None) -> pd.DataFrame:
+    """The beats of ``records`` (all by default) of a partitioned table, in record order, in the beat schema.
+
+    Only the files of those records are opened (a partition filter). Within a record the rows keep
+    their written order.
+    """
+    import pyarrow.parquet as pq
+
+    if not Path(directory).is_dir():
+        raise InputDataError(f"{directory}: no such partitioned beat table")
+    missing = sorted(set(records or ()) - set(partitioned_records(directory)))
+    if missing:
+        raise InputDataError(f"{directory}: no partition for record(s) {', '.join(missing)}")
+    filters = [(PARTITION_COLUMN, "in", list(records))] if records is not None else None
+    table = pq.read_table(directory, partitioning=record_partitioning(), filters=filters)
+    frame = table.to_pandas()
+    frame[PARTITION_COLUMN] = frame[PARTITION_COLUMN].astype("string")
+    order = np.argsort(frame[PARTITION_COLUMN].to_numpy(dtype=object), kind="stable")
+    return _typed(frame.iloc[order].reset_index(drop=True))

@@ -68,6 +68,7 @@ def simulate_gaps(samples: np.ndarray, lengths: np.ndarray, model: GapModel, see
         for row, start, size in zip(rows, starts, sizes, strict=True):
             lost[row, start : start + size] = True
         lost &= inside
+    lost[:, 0] = False  # the R peak (sample 0) located the beat, so it was recorded
     return lost
 
 
@@ -160,11 +161,28 @@ def pchip_fill(samples: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_beats(samples: np.ndarray, lengths: np.ndarray) -> None:
+    """Refuse what no method can fill: a wrong shape, or a beat whose unpadded part is all lost."""
+    if samples.ndim != 2 or samples.shape[1] != BEAT_SAMPLES:
+        raise ValueError(f"beats must be rows of {BEAT_SAMPLES} samples, got an array of shape {samples.shape}")
+    lengths = np.asarray(lengths)
+    if lengths.shape != (len(samples),):
+        raise ValueError(f"{len(samples)} beats but {lengths.size} lengths")
+    unpadded = unpadded_mask(lengths)
+    empty = np.flatnonzero(~(unpadded & ~np.isnan(samples)).any(axis=1))
+    if len(empty):
+        raise ValueError(
+            f"{len(empty)} beat(s) have no sample left before the padding, nothing to impute from "
+            f"(rows {empty[:5].tolist()}{' ...' if len(empty) > 5 else ''})"
+        )
+
+
 def impute(samples: np.ndarray, lengths: np.ndarray, method: str, *, knn: KnnBeatImputer | None = None) -> np.ndarray:
     """Fill the NaN inside the unpadded part with ``method``; the padding is left as it was."""
     if method not in METHODS:
         raise ValueError(f"imputation method must be one of {METHODS}, got {method!r}")
     samples = np.asarray(samples, dtype=np.float64)
+    check_beats(samples, lengths)
     if method == "none":
         return samples.copy()
     if method == "zero":

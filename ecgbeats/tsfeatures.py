@@ -124,8 +124,13 @@ def extract(
     n_jobs: int = 0,
     chunk_beats: int = 20_000,
     progress: bool = False,
+    distributor: Any = None,
 ) -> pd.DataFrame:
-    """tsfresh features of every beat, one row per beat in input order (columns: tsfresh names)."""
+    """tsfresh features of every beat, one row per beat in input order (columns: tsfresh names).
+
+    ``distributor``: a tsfresh distributor (e.g. ``ecgbeats.compute.tsfresh_distributor``, Dask)
+    used for every chunk instead of ``n_jobs``; None: tsfresh's own choice from ``n_jobs``.
+    """
     from tsfresh import extract_features
 
     parts = []
@@ -146,6 +151,7 @@ def extract(
             n_jobs=n_jobs,
             disable_progressbar=not progress,
             impute_function=None,
+            distributor=distributor,
         )
         parts.append(features.reindex(np.arange(len(chunk))))
     out = pd.concat(parts, ignore_index=True)
@@ -233,9 +239,12 @@ def _jsonable(value: Any) -> Any:
 
 def extract_selected(
     beats: pd.DataFrame, settings: TsfreshSettings, *, n_jobs: int = 0, chunk_beats: int = 20_000,
-    progress: bool = False,
+    progress: bool = False, distributor: Any = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """The frozen features of ``beats`` in the training column order (float32, NaN where undefined)."""
+    """The frozen features of ``beats`` in the training column order (float32, NaN where undefined).
+
+    ``distributor``: as in ``extract`` (None: in process or ``n_jobs`` local processes).
+    """
     if len(beats) == 0:
         return pd.DataFrame(columns=settings.columns, dtype=np.float32)
     raw = extract(
@@ -245,6 +254,7 @@ def extract_selected(
         n_jobs=n_jobs,
         chunk_beats=chunk_beats,
         progress=progress,
+        distributor=distributor,
     )
     out = raw.reindex(columns=settings.tsfresh_columns)
     out.columns = settings.columns

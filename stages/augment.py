@@ -8,6 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from ecgbeats.aami import CLASS_NAMES
 from ecgbeats.augment import AugmentConfig, augment_training
 from ecgbeats.dataset import load_beats
 from ecgbeats.io import atomic_dir, write_json
@@ -31,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         config = AugmentConfig.from_params(params)
         augmented, summary = augment_training(train, config)
     else:
-        augmented, summary = train.assign(augmented=False, augment_transforms="", augment_source=-1), {"added": {}}
+        augmented = train.assign(augmented=False, augment_transforms="", augment_source=-1)
+        counts = np.bincount(train["label"].to_numpy(), minlength=len(CLASS_NAMES))
+        summary = {"added": {c: 0 for c in CLASS_NAMES}, "after": dict(zip(CLASS_NAMES, counts.tolist(), strict=True))}
     summary = {"enabled": bool(params.get("enabled", True)), "train_beats": len(train),
                "augmented_beats": len(augmented), **summary}  # fmt: skip
     with atomic_dir(args.out) as out:

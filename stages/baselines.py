@@ -14,7 +14,7 @@ from ecgbeats.evaluation import evaluate_predictions
 from ecgbeats.features import build_features
 from ecgbeats.io import write_json
 from ecgbeats.model import predict_proba, train_booster
-from stages.common import feature_groups, load_params, setup_logging
+from stages.common import feature_groups, load_params, setup_logging, split_features
 
 log = logging.getLogger("stages.baselines")
 
@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--protocol", required=True)
     parser.add_argument("--data", required=True, type=Path, help="directory of the protocol's set parquet files")
+    parser.add_argument("--tsfresh", type=Path, help="features stage directory (when the groups include tsfresh)")
     parser.add_argument("--sets", required=True, nargs="+", help="sets to evaluate, e.g. test holdout")
     parser.add_argument("--metrics", required=True, type=Path)
     parser.add_argument("--params", default="params.yaml")
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = feature_groups(train_params, args.protocol)
     beats = {name: load_beats(args.data / f"{name}.parquet") for name in ["train", "val", *args.sets]}
     labels = {name: frame["label"].to_numpy() for name, frame in beats.items()}
-    features = {name: build_features(frame, groups) for name, frame in beats.items()}
+    features = {name: split_features(frame, groups, args.tsfresh, name) for name, frame in beats.items()}
     raw = {name: build_features(frame, ["samples"]) for name, frame in beats.items()}
 
     predictors = {}

@@ -9,16 +9,16 @@ import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from ecgbeats.dataset import load_beats
 from ecgbeats.evaluation import evaluate_predictions
-from ecgbeats.features import build_features
 from ecgbeats.io import write_csv
 from ecgbeats.model import predict_proba, train_booster
 from ecgbeats.plots import save
 from ecgbeats.splits import stratified_pick
-from stages.common import feature_groups, load_params, setup_logging
+from stages.common import feature_groups, load_params, setup_logging, split_features
 
 log = logging.getLogger("stages.learning_curve")
 
@@ -26,7 +26,8 @@ log = logging.getLogger("stages.learning_curve")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--protocol", required=True)
-    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--data", required=True, type=Path, help="directory with train/val parquet (augment stage)")
+    parser.add_argument("--tsfresh", type=Path, help="features stage directory (when the groups include tsfresh)")
     parser.add_argument("--plots", required=True, type=Path, help="directory for size_curve.csv/.png")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
@@ -36,11 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     seed = int(train_params["seed"])
     groups = feature_groups(train_params, args.protocol)
     train, val = load_beats(args.data / "train.parquet"), load_beats(args.data / "val.parquet")
-    x_val, y_val = build_features(val, groups), val["label"].to_numpy()
+    x_val, y_val = split_features(val, groups, args.tsfresh, "val"), val["label"].to_numpy()
+    x_all = split_features(train, groups, args.tsfresh, "train")
     rows = []
     for fraction in fractions:
-        part = train if fraction >= 1 else train[stratified_pick(train["label"].to_numpy(), fraction, seed)]
-        x, y = build_features(part, groups), part["label"].to_numpy()
+        keep = (
+            np.ones(len(train), bool) if fraction >= 1 else stratified_pick(train["label"].to_numpy(), fraction, seed)
+        )
+        part = train[keep]
+        x, y = x_all[keep].reset_index(drop=True), part["label"].to_numpy()
         booster, _ = train_booster(x, y, x_val, y_val, {**train_params, "log_every": 0}, seed=seed)
         fit = {"train": evaluate_predictions(y, predict_proba(booster, x), n_boot=0),
                "val": evaluate_predictions(y_val, predict_proba(booster, x_val), n_boot=0)}  # fmt: skip

@@ -24,11 +24,94 @@ from ecgbeats.aami import CLASS_NAMES  # noqa: E402
 from ecgbeats.augment import TRANSFORMS, AugmentConfig, apply_transform  # noqa: E402
 from ecgbeats.beats import BEAT_FS  # noqa: E402
 from ecgbeats.dataset import SAMPLE_COLUMNS, load_beats  # noqa: E402
+from ecgbeats.features import DOWNSAMPLE_FACTOR  # noqa: E402
 from ecgbeats.io import atomic_path  # noqa: E402
 from ecgbeats.reporting import fmt, markdown_table, render  # noqa: E402
+from stages.common import feature_groups  # noqa: E402
 
 PROTOCOLS = ("kaggle", "interpatient")
-NOT_RUN = "_Not measured in this run (compute budget); run `{cmd}` to add it._"
+
+# why a feature can tell the classes apart: physiology, for the importance table
+MEANINGS: dict[str, str] = {
+    "rr_prev": "prematurity: S and V beats come early, after a short RR interval",
+    "rr_prev_ratio": "prematurity relative to the patient's own rhythm (S and V come early)",
+    "rr_prev_minus_local": "prematurity relative to the patient's own rhythm (S and V come early)",
+    "rr_local": "the patient's heart rate (the average RR around the beat)",
+    "rr_next": "the pause after the beat: a full compensatory pause follows most V beats",
+    "rr_next_ratio": "the pause after the beat relative to the rhythm (compensatory pause after V)",
+    "rr_next_minus_local": "the pause after the beat relative to the rhythm (compensatory pause after V)",
+    "rr_next_minus_prev": "short-then-long RR: the premature beat and its pause",
+    "rr_prev_next_ratio": "short-then-long RR: the premature beat and its pause",
+    "rr_prev_next_ratio_local": "short-then-long RR: the premature beat and its pause",
+    "rr_pause_ratio": "compensatory pause: V beats reset nothing, so prev + next RR is two normal RRs",
+    "length": "window length, which follows the next RR interval (the pause after the beat)",
+    "length_ms": "window length, which follows the next RR interval (the pause after the beat)",
+    "r_halfwidth_ms": "QRS width: ventricular beats spread slowly through the muscle, so their QRS is wide",
+    "qrs_end_ms": "QRS width: ventricular beats spread slowly through the muscle, so their QRS is wide",
+    "qrs_area": "QRS size and width: wide, large ventricular complexes",
+    "qrs_energy_ratio": "how much of the beat's energy is in the QRS (narrow sharp QRS vs wide V complexes)",
+    "max_abs_slope": "the steepest slope: sharp normal QRS vs slurred ventricular QRS",
+    "r_downslope": "the R down-stroke slope: sharp normal QRS vs slurred ventricular QRS",
+    "qrs_max_upslope": "QRS slope: sharp normal QRS vs slurred ventricular QRS",
+    "line_length": "signal complexity per sample: sharp narrow beats vs smooth wide ones",
+    "s_depth": "S-wave depth: bundle-branch and ventricular morphology",
+    "s_time_ms": "S-wave timing: a late S means a wide QRS",
+    "t_max": "T-wave region: ventricular beats repolarise abnormally (discordant T)",
+    "t_min": "T-wave region: ventricular beats repolarise abnormally (discordant T)",
+    "t_mean": "T-wave region: ventricular beats repolarise abnormally (discordant T)",
+    "t_std": "T-wave region: ventricular beats repolarise abnormally (discordant T)",
+    "t_peak_ms": "T-wave timing: repolarisation follows the QRS width and the rate",
+    "t_polarity": "T-wave polarity: discordant (inverted) T after ventricular beats",
+    "energy": "overall beat energy after scaling: wide complexes raise it",
+    "baseline": "the median level after min-max scaling: where the flat segments sit",
+    "r_amp": "R amplitude above the baseline after scaling",
+    "unpadded_mean": "mean scaled level: wide complexes and large T waves raise it",
+    "unpadded_std": "spread of the scaled beat: flat or noisy beats (Q) vs peaked ones",
+    "tail_max": "the end of the window: the next beat's R arrives early after a short next RR",
+}
+TSFRESH_MEANINGS: dict[str, str] = {
+    "fft_coefficient": "spectral content: a narrow QRS carries high frequencies, a wide V complex low ones",
+    "fft_aggregated": "spectral centroid and spread: sharp vs smooth beats",
+    "spkt_welch_density": "power spectral density: sharp vs smooth beats",
+    "autocorrelation": "self-similarity at a lag: slow waves (wide QRS, T) vs sharp spikes",
+    "agg_autocorrelation": "self-similarity over lags: slow waves (wide QRS, T) vs sharp spikes",
+    "absolute_sum_of_changes": "line length: how much the signal moves (sharpness, noise)",
+    "cid_ce": "complexity (line length): sharp narrow beats vs smooth wide ones",
+    "mean_abs_change": "mean absolute slope: sharp narrow beats vs smooth wide ones",
+    "mean_second_derivative_central": "curvature: sharp peaks vs smooth waves",
+    "time_reversal_asymmetry_statistic": "asymmetry in time: steep rise and slow fall of the waves",
+    "ratio_beyond_r_sigma": "share of samples far from the mean: a narrow spike vs a broad complex",
+}
+
+
+def meaning(column: str) -> str:
+    """Why a model column can separate the classes, in physiological terms."""
+    if column in MEANINGS:
+        return MEANINGS[column]
+    for prefix, kind in (("ds", "40 Hz mean of samples around"), ("ms", "scaled sample (padding as missing) at"),
+                         ("s", "scaled sample at")):  # fmt: skip
+        digits = column[len(prefix) :]
+        if column.startswith(prefix) and digits.isdigit():
+            ms = int(digits) * (DOWNSAMPLE_FACTOR if prefix == "ds" else 1) * 1000 / BEAT_FS
+            part = "inside the QRS" if ms < 100 else "the T wave" if ms < 450 else "late: the next P wave or R"
+            return f"{kind} {ms:.0f} ms after R: {part}"
+    if column.startswith("ts_"):
+        for name, text in TSFRESH_MEANINGS.items():
+            if name in column:
+                return f"tsfresh {name}: {text}"
+        return "tsfresh feature of the unpadded beat"
+    return ""
+
+
+def importance_table(model_dir: Path, top: int = 12) -> str:
+    """The model's most useful inputs: LightGBM gain share, with the physiology behind each."""
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=str(model_dir / "model.txt"))
+    gain = pd.Series(booster.feature_importance("gain"), index=booster.feature_name())
+    share = (gain / gain.sum()).sort_values(ascending=False).head(top)
+    rows = [[name, round(100 * float(v), 1), meaning(name)] for name, v in share.items()]
+    return markdown_table(["feature", "gain share (%)", "why it separates the classes"], rows, digits=1)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -139,10 +222,12 @@ def impute_figure(studies: dict[str, dict[str, Any]], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--metrics", required=True, type=Path, help="metrics/processing")
-    parser.add_argument("--timing", required=True, type=Path, help="a features stage's calculator_timing.csv")
+    parser.add_argument("--timing", required=True, type=Path, help="a features stage's per-calculator timing CSV")
     parser.add_argument(
         "--augment-train", required=True, type=Path, help="a training split for the augmentation figure"
     )
+    parser.add_argument("--split", required=True, type=Path, help="the interpatient split metrics (split.json)")
+    parser.add_argument("--models", required=True, type=Path, help="directory of the protocols' bundles")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--plots", required=True, type=Path)
     parser.add_argument("--template", required=True, type=Path)
@@ -153,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     params = yaml.safe_load(Path(args.params).read_text())
     m = args.metrics
     values: dict[str, Any] = {}
+    val_classes = load(args.split)["sets"]["val"]["classes"]
+    values["val_f_beats"], values["val_s_beats"] = val_classes["F"], val_classes["S"]
+    values["ablation_seeds"] = ", ".join(str(s) for s in params["ablation"]["seeds"])
 
     # domain features
     ablation = load(m / "features_ablation.json")
@@ -175,16 +263,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # imbalance
     imbalance = {"results": {}}
-    for p in PROTOCOLS:  # scripts/compare_imbalance.py --protocols <p> --out metrics/processing/imbalance_<p>.json
-        if (m / f"imbalance_{p}.json").exists():
-            imbalance["results"].update(load(m / f"imbalance_{p}.json")["results"])
     for p in PROTOCOLS:
-        if p not in imbalance["results"]:
-            values[f"imbalance_{p}"] = NOT_RUN.format(cmd=f"python -m scripts.compare_imbalance --protocols {p}")
-            for key in ("imbalance_best_", "imbalance_groups_"):
-                values[key + p] = "not measured"
-            values[f"imbalance_best_{p}_f1"] = "not measured"
-            continue
+        imbalance["results"].update(load(m / f"imbalance_{p}.json")["results"])
+    for p in PROTOCOLS:
         variants = imbalance["results"][p]["variants"]
         items = list(variants.items())
         values[f"imbalance_{p}"] = markdown_table(F1_HEADERS, [f1_row(n, e, items[0][1]["macro_f1"]) for n, e in items])
@@ -192,12 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         values[f"imbalance_best_{p}"] = name
         values[f"imbalance_best_{p}_f1"] = fmt(entry["macro_f1"])
         values[f"imbalance_groups_{p}"] = ", ".join(imbalance["results"][p]["groups"])
-    bar_figure({p: imbalance["results"][p]["variants"] for p in PROTOCOLS if p in imbalance["results"]},
+    bar_figure({p: imbalance["results"][p]["variants"] for p in PROTOCOLS},
                args.plots / "imbalance.png",
                "Class imbalance (validation)")  # fmt: skip
     for p in PROTOCOLS:  # what the augment stage added (metrics/processing/augment_<p>.json)
         aug = load(m / f"augment_{p}.json")
-        values[f"augment_added_{p}"] = ", ".join(f"{c} +{n:,}" for c, n in aug["added"].items() if n) or "nothing"
+        added = ", ".join(f"{c} +{n:,}" for c, n in aug["added"].items() if n)
+        values[f"augment_added_{p}"] = added or "nothing (`augment.enabled: false`: the comparison below decides)"
         values[f"augment_after_{p}"] = ", ".join(f"{c} {n:,}" for c, n in aug["after"].items())
     config = AugmentConfig.from_params(params["augment"])
     augment_figure(args.augment_train, config, args.plots / "augment_examples.png")
@@ -243,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         values[f"ts_{p}_selected"] = f["selected_features"]
         values[f"ts_{p}_candidate_seconds"] = fmt(f["candidate_seconds"], 1)
         values[f"ts_{p}_calculators"] = ", ".join(f["selected_calculators"])
+        values[f"ts_{p}_one_beat_ms"] = fmt(f["in_process"]["one_beat_ms_median"], 1)
+        values[f"ts_{p}_batch_rate"] = fmt(float(f["in_process"]["batch_beats_per_second"]), 0)
     values["ts_extraction_table"] = markdown_table(["protocol", "split", "beats", "seconds", "beats/s"], ts_rows, 1)
     values["ts_total_seconds"] = fmt(ts_total["seconds"], 1)
     values["ts_total_minutes"] = fmt(ts_total["seconds"] / 60, 1)
@@ -250,18 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     ts_ablation = load(m / "tsfresh_ablation.json")
     t_tables, _ = ablation_tables(ts_ablation)
     for p in PROTOCOLS:
-        values[f"tsfresh_ablation_{p}"] = t_tables.get(
-            p, NOT_RUN.format(cmd=f"python -m scripts.ablate_tsfresh --protocols {p}")
-        )
+        values[f"tsfresh_ablation_{p}"] = t_tables[p]
+        variants = ts_ablation["results"][p]
+        plain = [*variants.values(), *ablation["results"][p].values()]  # every measured set without tsfresh
+        without = max((e["macro_f1"] for e in plain if "tsfresh" not in e["groups"]), default=None)
+        with_ts = max((e["macro_f1"] for e in variants.values() if "tsfresh" in e["groups"]), default=None)
+        values[f"tsfresh_gain_{p}"] = fmt(with_ts - without, 3) if None not in (with_ts, without) else "–"
+    values["ts_in_model"] = (
+        ", ".join(p for p in PROTOCOLS if "tsfresh" in feature_groups(params["train"], p)) or "neither protocol"
+    )
 
     # imputation
-    studies = {p: load(m / f"impute_{p}.json") for p in PROTOCOLS if (m / f"impute_{p}.json").exists()}
-    for p in PROTOCOLS:
-        if p not in studies:
-            cmd = f"python -m stages.impute --protocol {p} ... (impute.measure: true)"
-            values[f"impute_{p}"] = NOT_RUN.format(cmd=cmd)
-            for key in ("impute_best_", "impute_scores_", "impute_rmse_"):
-                values[key + p] = "not measured"
+    studies = {p: load(m / f"impute_{p}.json") for p in PROTOCOLS}
     for p, study in studies.items():
         table = pd.DataFrame(study["levels"])
         values[f"impute_{p}"] = markdown_table(
@@ -283,17 +367,23 @@ def main(argv: list[str] | None = None) -> int:
     candidates = {**ablation["results"]["interpatient"], **ts_ablation["results"].get("interpatient", {})}
     name, entry = max(candidates.items(), key=lambda kv: kv[1]["macro_f1"])
     values["default_features"] = f"`{json.dumps(entry['groups'])}` ({name}, {entry['macro_f1']:.3f})"
-    inter = imbalance["results"].get("interpatient", {}).get("variants", {})
-    if inter:
-        name, entry = max(inter.items(), key=lambda kv: kv[1]["macro_f1"])
-        flag = str(name.startswith("augmentation")).lower()
-        weights = entry["class_weight"]
-        values["default_imbalance"] = (
-            f"{name} ({entry['macro_f1']:.3f}): `augment.enabled: {flag}`, `train.class_weight: {weights}`"
-        )
-    else:
-        values["default_imbalance"] = "not measured"
+    inter = imbalance["results"]["interpatient"]["variants"]
+    name, entry = max(inter.items(), key=lambda kv: kv[1]["macro_f1"])
+    flag = str(name.startswith("augmentation")).lower()
+    weights = entry["class_weight"]
+    values["default_imbalance"] = (
+        f"{name} ({entry['macro_f1']:.3f}): `augment.enabled: {flag}`, `train.class_weight: {weights}`"
+    )
     values["default_impute"] = ", ".join(f"{p} {s['recommendation']['method']}" for p, s in studies.items())
+
+    for p in PROTOCOLS:
+        values[f"committed_features_{p}"] = "`" + json.dumps(feature_groups(params["train"], p)) + "`"
+    values["committed_class_weight"] = params["train"]["class_weight"]
+    values["committed_augment"] = str(bool(params["augment"].get("enabled", True))).lower()
+    values["committed_impute"] = params["impute"]["method"]
+    for p in PROTOCOLS:
+        values[f"importance_{p}"] = importance_table(args.models / p)
+        values[f"model_groups_{p}"] = ", ".join(feature_groups(params["train"], p))
 
     text = render(args.template.read_text(), values)
     with atomic_path(args.out) as tmp:

@@ -21,6 +21,17 @@ FIXTURE_PARAMS = {
     ("split", "kaggle", "test_size"): 0.2,
     ("split", "interpatient", "val_records"): 1,
     ("split", "interpatient", "min_class_beats"): 1,
+    ("train", "num_threads"): 1,  # a few hundred beats: threads only add synchronisation
+    ("train", "num_boost_round"): 300,
+    ("train", "early_stopping_rounds"): 20,
+    ("learning_curve", "fractions"): [0.5, 1.0],
+    ("impute", "knn_reference_beats"): 500,
+    ("features", "tsfresh", "subsample"): 400,
+    ("features", "tsfresh", "time_calculators_beats"): 3,
+    ("shift", "subsample"): {"test": 200, "holdout": 300},
+    ("shift", "bootstrap"): 20,
+    ("shift", "min_template_beats"): 5,
+    ("shift", "mitigations"): {"baseline": {}, "record_relative": {"record_relative": {"window": 20}}},
 }
 
 
@@ -106,6 +117,37 @@ def test_repro_trains_and_evaluates_both_protocols(reproduced):
             assert (
                 repo / "plots" / protocol / "train" / "live" / "plots" / "metrics" / "val" / f"{curve}.tsv"
             ).is_file()
+
+
+def test_repro_runs_the_processing_stages_for_both_protocols(reproduced):
+    import pandas as pd
+
+    repo, _, _ = reproduced
+    for protocol in ("kaggle", "interpatient"):
+        interim = repo / "data" / "interim" / protocol
+        splits = sorted(p.name for p in (repo / "data" / "processed" / protocol).glob("*.parquet"))
+        for step in ("imputed", "augmented"):
+            assert sorted(p.name for p in (interim / step).glob("*.parquet")) == splits
+        features = interim / "features"
+        assert (features / "tsfresh_settings.json").is_file() and (features / "relevance.csv").is_file()
+        for name in splits:  # the frozen tsfresh columns, row for row with each split
+            assert len(pd.read_parquet(features / name)) == len(pd.read_parquet(interim / "augmented" / name))
+        study = json.loads((repo / "metrics" / "processing" / f"impute_{protocol}.json").read_text())
+        assert {row["method"] for row in study["levels"]} == {"none", "zero", "linear", "pchip", "knn"}
+    for name in ("features_ablation", "tsfresh_ablation", "imbalance_kaggle", "imbalance_interpatient"):
+        assert json.loads((repo / "metrics" / "processing" / f"{name}.json").read_text())["set"] == "validation"
+    report = (repo / "reports" / "processing.md").read_text()
+    assert "## " in report and "$" not in report  # every $placeholder filled
+
+
+def test_repro_runs_the_shift_stage(reproduced):
+    repo, _, _ = reproduced
+    shift = json.loads((repo / "metrics" / "shift.json").read_text())
+    assert {"patient_shift", "synthetic", "label_shift", "drift", "mitigations"} <= set(shift)
+    for kind, rows in shift["synthetic"].items():
+        assert rows[0]["severity"] == 0 and len(rows) > 1, kind
+    assert set(shift["mitigations"]) == {"baseline", "record_relative"}
+    assert "$" not in (repo / "reports" / "shift.md").read_text()
 
 
 def test_plots_render(reproduced):

@@ -62,3 +62,45 @@ def test_failed_save_keeps_the_previous_bundle(saved, fixture_model):
     assert (saved / MANIFEST_FILE).read_text() == before
     load_bundle(saved)
     shutil.rmtree(saved)
+
+
+def test_bundle_carries_the_tsfresh_selection_and_scores_like_training(tmp_path, fixture_split):
+    """The train stage with the tsfresh group: the bundle holds the frozen selection, and scoring raw
+    beats (the service's path, extraction on the fly) gives the values the model was trained on."""
+    import yaml
+
+    from ecgbeats.tsfeatures import extract, extract_selected, freeze, select
+    from stages import train as train_stage
+    from stages.common import TSFRESH_SETTINGS_FILE
+    from tests.model.conftest import FIXTURE_TRAIN_PARAMS
+
+    train, val = fixture_split
+    data, features = tmp_path / "data", tmp_path / "features"
+    data.mkdir()
+    features.mkdir()
+    train.to_parquet(data / "train.parquet", index=False)
+    val.to_parquet(data / "val.parquet", index=False)
+    small = {"maximum": None, "standard_deviation": None, "abs_energy": None, "skewness": None}
+    selected, _ = select(extract(train, small), train["label"].to_numpy(), fdr_level=0.05, top_k=3)
+    settings = freeze(selected)
+    settings.to_json(features / TSFRESH_SETTINGS_FILE)
+    for name, frame in (("train", train), ("val", val)):
+        extract_selected(frame, settings).to_parquet(features / f"{name}.parquet", index=False)
+    groups = ["length", "rr", "tsfresh"]
+    params = {"train": {**FIXTURE_TRAIN_PARAMS, "seed": 0, "features": {"fixture": groups}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    args = ["--protocol", "fixture", "--data", str(data), "--model", str(tmp_path / "model"),
+            "--metrics", str(tmp_path / "train.json"), "--plots", str(tmp_path / "plots"),
+            "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    with pytest.raises(ValueError, match="--tsfresh"):  # the tsfresh group, no features stage directory
+        train_stage.main(args)
+    assert train_stage.main([*args, "--tsfresh", str(features)]) == 0
+
+    bundle = load_bundle(tmp_path / "model")
+    assert bundle.meta["features"]["tsfresh"]["columns"] == settings.columns
+    assert bundle.feature_columns[-len(settings.columns) :] == settings.columns
+    trained_on = extract_selected(val, settings)
+    np.testing.assert_allclose(bundle.features(val)[settings.columns].to_numpy(), trained_on.to_numpy(), rtol=1e-6)
+    batch = bundle.predict_proba(val)
+    one = bundle.predict_proba(val.iloc[[3]])
+    np.testing.assert_allclose(one[0], batch[3], rtol=1e-6)

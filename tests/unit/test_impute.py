@@ -110,3 +110,26 @@ def test_impute_frame_is_a_no_op_without_lost_samples():
     gapped = frame.copy()
     gapped.loc[0, "s010"] = np.nan
     assert np.isfinite(impute_frame(gapped, "linear")[SAMPLE_COLUMNS].to_numpy()).all()
+
+
+@pytest.mark.parametrize("method", ["zero", "linear", "pchip", "knn", "none"])
+def test_all_missing_beat_and_wrong_shapes_are_refused_by_name(method):
+    rng = np.random.default_rng(0)
+    samples = rng.random((4, 187))
+    lengths = np.array([187, 120, 90, 60])
+    knn = KnnBeatImputer(k=2, reference_beats=4, seed=0).fit(samples, lengths)
+    lost = samples.copy()
+    lost[2, :90] = np.nan  # every sample of row 2's signal lost; its padding is not signal
+    with pytest.raises(ValueError, match=r"no sample left before the padding.*rows \[2\]"):
+        impute(lost, lengths, method, knn=knn)
+    with pytest.raises(ValueError, match="rows of 187 samples"):
+        impute(samples[:, :180], lengths, method, knn=knn)
+    with pytest.raises(ValueError, match="4 beats but 3 lengths"):
+        impute(samples, lengths[:3], method, knn=knn)
+
+
+def test_simulated_gaps_always_keep_the_r_peak():
+    samples = np.zeros((200, 187))
+    lengths = np.full(200, 5)
+    lost = simulate_gaps(samples, lengths, GapModel(dropout_rate=0.9, gaps_per_beat=5, gap_length=50), seed=1)
+    assert not lost[:, 0].any() and lost[:, 1:5].mean() > 0.9

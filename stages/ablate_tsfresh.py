@@ -1,6 +1,6 @@
 """tsfresh on VALIDATION: does the frozen selection add to the domain groups, and unpadded vs all 187 samples?
 
-    python -m scripts.ablate_tsfresh --data data/interim --out metrics/processing/tsfresh_ablation.json
+    python -m stages.ablate_tsfresh --data data/interim --out metrics/processing/tsfresh_ablation.json
 
 Reads the features stage's outputs (``<data>/<protocol>/features/``: settings and the cached
 features, row for row with ``<data>/<protocol>/augmented/``), keeps the real (non-synthetic)
@@ -11,7 +11,6 @@ the selection and extraction with ``padding=full`` (all 187 samples) for the pad
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -29,35 +28,32 @@ from ecgbeats.tsfeatures import (
     select,
     stratified_subsample,
 )
-from scripts.processing_common import fit_score, summarise
-from stages.common import load_params, setup_logging
+from stages.common import TSFRESH_SETTINGS_FILE, feature_groups, load_params, setup_logging
+from stages.validation_fit import fit_score, summarise
 
-log = logging.getLogger("scripts.ablate_tsfresh")
+log = logging.getLogger("stages.ablate_tsfresh")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("data/interim"))
+    parser.add_argument(
+        "--data", required=True, type=Path, help="directory of <protocol>/augmented/ and <protocol>/features/"
+    )
     parser.add_argument("--protocols", nargs="+", default=["interpatient", "kaggle"])
     parser.add_argument("--padding-protocols", nargs="*", default=["interpatient"])
     parser.add_argument("--domain", nargs="+", default=["samples", "length", "rr", "rr_norm", "morphology"])
-    parser.add_argument("--seeds", type=json.loads, default={"kaggle": [42], "interpatient": [42, 43, 44]})
-    parser.add_argument("--num-threads", type=int, default=None)
-    parser.add_argument("--variants", nargs="*", type=int, help="indices of the variants to run (default: all)")
-    parser.add_argument("--out", type=Path, default=Path("metrics/processing/tsfresh_ablation.json"))
+    parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("train", args.params)
-    if args.num_threads:
-        params = {**params, "num_threads": args.num_threads}
     ts_params = load_params("features", args.params)["tsfresh"]
-    base_groups = list(params["features"])
-    previous = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
-    result: dict = {p: v for p, v in previous.items() if p not in args.protocols}  # other protocols' runs kept
+    seeds = [int(s) for s in load_params("ablation", args.params)["seeds"]]
+    result: dict = {}
     for protocol in args.protocols:
+        base_groups = [g for g in feature_groups(params, protocol) if g != "tsfresh"]
         feats = args.data / protocol / "features"
-        settings = TsfreshSettings.from_json(feats / "tsfresh_settings.json")
+        settings = TsfreshSettings.from_json(feats / TSFRESH_SETTINGS_FILE)
         train = load_beats(args.data / protocol / "augmented" / "train.parquet")
         real = ~train["augmented"].to_numpy() if "augmented" in train else slice(None)
         train_cache = pd.read_parquet(feats / "train.parquet")[real].reset_index(drop=True)
@@ -92,16 +88,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             variants["domain + tsfresh (all 187 samples)"] = ([*args.domain, "tsfresh"], full, full_train, full_val)
         result[protocol] = {}
-        names = [list(variants)[i] for i in args.variants] if args.variants else list(variants)
-        for name in names:
+        seen = set()
+        for name in variants:
             groups, st, tr_cache, va_cache = variants[name]
+            key = (tuple(groups), st.padding if "tsfresh" in groups else None)
+            if key in seen:  # the current groups may be one of the fixed variants: fit each set once
+                continue
+            seen.add(key)
             x_train = build_features(train, groups, tsfresh_settings=st, tsfresh_cache=tr_cache)
             x_val = build_features(val, groups, tsfresh_settings=st, tsfresh_cache=va_cache)
-            runs = [fit_score(x_train, y_train, x_val, y_val, params, seed=s) for s in args.seeds[protocol]]
+            runs = [fit_score(x_train, y_train, x_val, y_val, params, seed=s) for s in seeds]
             result[protocol][name] = {"groups": groups, "padding": st.padding if "tsfresh" in groups else None,
                                       **summarise(runs)}  # fmt: skip
             log.info("%s %-50s macro-F1 %.4f", protocol, name, result[protocol][name]["macro_f1"])
-            write_json({"set": "validation", "num_threads": params["num_threads"], "results": result}, args.out)
+    write_json({"set": "validation", "seeds": seeds, "results": result}, args.out)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Shared by the processing measurement scripts: train on one variant, score it on validation only."""
+"""Shared by the ablation stages: train one variant, score it on validation only."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from ecgbeats.aami import CLASS_NAMES
 from ecgbeats.evaluation import evaluate_predictions
 from ecgbeats.model import predict_proba, train_booster
 
-log = logging.getLogger("scripts.processing")
+log = logging.getLogger("stages.validation_fit")
 
 
 def fit_score(

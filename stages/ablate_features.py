@@ -1,12 +1,14 @@
 """Feature-group ablation on VALIDATION for each protocol: writes metrics/processing/features_ablation.json.
 
-python -m scripts.ablate_features --data data/processed --out metrics/processing/features_ablation.json
+    python -m stages.ablate_features --data data/interim --out metrics/processing/features_ablation.json
+
+Every variant trains with the ``train`` params on the augment stage's training split and is scored on
+the validation split (never test or holdout), once per seed of ``ablation.seeds``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -14,10 +16,10 @@ from pathlib import Path
 from ecgbeats.dataset import load_beats
 from ecgbeats.features import build_features
 from ecgbeats.io import write_json
-from scripts.processing_common import fit_score, summarise
 from stages.common import load_params, setup_logging
+from stages.validation_fit import fit_score, summarise
 
-log = logging.getLogger("scripts.ablate_features")
+log = logging.getLogger("stages.ablate_features")
 
 VARIANTS: dict[str, list[str]] = {
     "baseline (samples, length, rr)": ["samples", "length", "rr"],
@@ -33,36 +35,31 @@ VARIANTS: dict[str, list[str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
+    parser.add_argument("--data", required=True, type=Path, help="directory of <protocol>/augmented/ (augment stage)")
     parser.add_argument("--protocols", nargs="+", default=["interpatient", "kaggle"])
-    parser.add_argument("--variants", nargs="*", type=int, help="indices into VARIANTS (default: all)")
-    parser.add_argument("--num-threads", type=int, default=None, help="override train.num_threads")
-    parser.add_argument("--seeds", type=json.loads, default={"kaggle": [42], "interpatient": [42, 43, 44]})
-    parser.add_argument("--out", type=Path, default=Path("metrics/processing/features_ablation.json"))
+    parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("train", args.params)
-    if args.num_threads:
-        params = {**params, "num_threads": args.num_threads}
-    previous = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
-    result: dict[str, dict] = {p: v for p, v in previous.items() if p not in args.protocols}
+    seeds = [int(s) for s in load_params("ablation", args.params)["seeds"]]
+    result: dict[str, dict] = {}
     for protocol in args.protocols:
-        train = load_beats(args.data / protocol / "train.parquet")
-        val = load_beats(args.data / protocol / "val.parquet")
+        train = load_beats(args.data / protocol / "augmented" / "train.parquet")
+        val = load_beats(args.data / protocol / "augmented" / "val.parquet")
         y_train, y_val = train["label"].to_numpy(), val["label"].to_numpy()
         result[protocol] = {}
-        chosen = [list(VARIANTS)[i] for i in args.variants] if args.variants else list(VARIANTS)
-        for name in chosen:
+        for name in VARIANTS:
             groups = VARIANTS[name]
             start = time.perf_counter()
             x_train, x_val = build_features(train, groups), build_features(val, groups)
             build_seconds = time.perf_counter() - start
-            runs = [fit_score(x_train, y_train, x_val, y_val, params, seed=s) for s in args.seeds[protocol]]
+            runs = [fit_score(x_train, y_train, x_val, y_val, params, seed=s) for s in seeds]
             result[protocol][name] = {"groups": groups, **summarise(runs), "feature_seconds": round(build_seconds, 2)}
             log.info("%s %-55s macro-F1 %.4f", protocol, name, result[protocol][name]["macro_f1"])
-            write_json({"set": "validation", "class_weight": params["class_weight"],
-                        "num_threads": params["num_threads"], "results": result}, args.out)  # fmt: skip
+    write_json(
+        {"set": "validation", "class_weight": params["class_weight"], "seeds": seeds, "results": result}, args.out
+    )
     return 0
 
 

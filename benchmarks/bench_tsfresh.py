@@ -1,0 +1,75 @@
+"""tsfresh extraction speed: the full EfficientFCParameters set against the frozen selection. Prints beats/s.
+
+    python -m benchmarks.bench_tsfresh --settings data/interim/interpatient/features/tsfresh_settings.json \
+        --beats data/processed/beats.parquet --full-beats 500 --selected-beats 10000
+
+Both run through ``ecgbeats.tsfeatures`` exactly as the features stage does (``n_jobs`` processes,
+unpadded beats). The full set is slow, so it runs on fewer beats; the rate is per beat either way.
+``--all`` also extracts the selection for every beat in ``--beats`` (the 109,446-beat figure) and
+prints the peak resident memory of this process and its workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+from pathlib import Path
+
+from ecgbeats.dataset import load_beats
+from ecgbeats.tsfeatures import TsfreshSettings, extract, extract_selected
+
+
+def rate(beats: int, seconds: float) -> float:
+    return beats / max(seconds, 1e-9)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set of this process and of its finished children (tsfresh's worker processes)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", required=True, type=Path, help="a features stage's tsfresh_settings.json")
+    parser.add_argument("--beats", required=True, type=Path, help="a beat table (parquet)")
+    parser.add_argument("--full-beats", type=int, default=500)
+    parser.add_argument("--selected-beats", type=int, default=10_000)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--all", action="store_true", help="also extract the selection for every beat")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    settings = TsfreshSettings.from_json(args.settings)
+    beats = load_beats(args.beats).sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; n_jobs={args.n_jobs}")
+
+    from tsfresh.feature_extraction import EfficientFCParameters
+
+    part = beats.iloc[: args.full_beats]
+    start = time.perf_counter()
+    full = extract(part, EfficientFCParameters(), padding=settings.padding, n_jobs=args.n_jobs)
+    full_rate = rate(len(part), time.perf_counter() - start)
+    print(f"full EfficientFCParameters: {full.shape[1]} features, {len(part):,} beats, {full_rate:,.1f} beats/s")
+
+    part = beats.iloc[: args.selected_beats]
+    start = time.perf_counter()
+    selected = extract_selected(part, settings, n_jobs=args.n_jobs)
+    selected_rate = rate(len(part), time.perf_counter() - start)
+    print(f"frozen selection: {selected.shape[1]} features, {len(part):,} beats, {selected_rate:,.1f} beats/s")
+    print(f"ratio selected / full: {selected_rate / full_rate:.1f}x")
+
+    if args.all:
+        start = time.perf_counter()
+        extract_selected(beats, settings, n_jobs=args.n_jobs, progress=True)
+        seconds = time.perf_counter() - start
+        print(f"all {len(beats):,} beats: {seconds:.1f} s ({rate(len(beats), seconds):,.1f} beats/s), "
+              f"peak RSS {peak_rss_mib():,.0f} MiB, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
