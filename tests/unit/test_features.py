@@ -65,3 +65,28 @@ def test_downsampled_and_masked_and_rr_norm():
     r = rr_normalised(beats)
     assert r.loc[0, "rr_pause_ratio"] == pytest.approx(1.0)
     assert r.loc[1, "rr_next_minus_local"] == pytest.approx(0.2, abs=1e-6) and np.isnan(r.loc[1, "rr_prev_minus_local"])
+
+
+def test_one_beat_at_a_time_gives_exactly_the_batch_values(fixture_beats):
+    """The service scores one beat per request, the pipeline a whole split per call: every group,
+    tsfresh included, must give the same values in the same column order either way."""
+    from ecgbeats.serving.scoring import beat_frame
+    from ecgbeats.tsfeatures import freeze
+
+    beats = fixture_beats.groupby("label").head(8).reset_index(drop=True)
+    settings = freeze(["beat__maximum", "beat__abs_energy", 'beat__fft_coefficient__attr_"abs"__coeff_1'])
+    groups = list(FEATURE_GROUPS)
+    rr = {c: beats[c].to_numpy() for c in ("rr_prev", "rr_next", "rr_local")}
+    samples = beats[SAMPLE_COLUMNS].to_numpy()
+    lengths = beats["length"].to_numpy()
+
+    batch = build_features(beat_frame(samples, lengths=lengths, rr=rr), groups, tsfresh_settings=settings)
+    assert list(batch.columns[-3:]) == settings.columns and batch.notna().any(axis=None)
+    for i in range(len(beats)):
+        one = beat_frame(samples[i : i + 1], lengths=lengths[i : i + 1], rr={c: v[i : i + 1] for c, v in rr.items()})
+        single = build_features(one, groups, tsfresh_settings=settings)
+        assert list(single.columns) == list(batch.columns)
+        np.testing.assert_array_equal(single.to_numpy()[0], batch.to_numpy()[i], err_msg=f"beat {i}")
+    # the pipeline's own table (with its provenance columns) gives the same values as the service's
+    pipeline = build_features(beats, groups, tsfresh_settings=settings)
+    np.testing.assert_array_equal(pipeline.to_numpy(), batch.to_numpy())
