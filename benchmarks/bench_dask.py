@@ -13,7 +13,9 @@ is reported, with the 1-minute load average before and after):
   tsfresh's Dask distributor (``ecgbeats.compute.tsfresh_distributor``): the client ships the data;
 - ``dask partitioned``: the same cluster, the beats written partitioned by record
   (``write_partitioned``) and each worker reading and extracting its records
-  (``partitioned_features``), the whole result gathered to the client.
+  (``partitioned_features``), the whole result gathered to the client;
+- ``dask stage path``: what the features stage runs with ``compute.shared_dir``
+  (``extract_selected_partitioned``): writing the partitions, extracting, and restoring the row order.
 
 The cluster is started and warmed up (tsfresh imported in the workers) before any timing; the
 cluster's features are checked to equal the local ones. With ``--train-beats``, LightGBM on the
@@ -38,7 +40,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from ecgbeats.compute import ComputeConfig, compute_client, dask_lightgbm_params, partitioned_features
+from ecgbeats.compute import (
+    ComputeConfig,
+    compute_client,
+    dask_lightgbm_params,
+    extract_selected_partitioned,
+    partitioned_features,
+)
 from ecgbeats.compute import tsfresh_distributor as dask_distributor
 from ecgbeats.dataset import write_partitioned
 from ecgbeats.features import build_features
@@ -133,6 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         expected = pd.concat([beats[keys], local], axis=1).sort_values(keys, ignore_index=True)
         got = by_record.sort_values(keys, ignore_index=True)
         pd.testing.assert_frame_equal(got[settings.columns], expected[settings.columns], check_exact=True)
+        runs = iter(range(args.repeats))  # a new directory per repeat, for the same reason
+
+        def stage_path() -> pd.DataFrame:
+            return extract_selected_partitioned(client, beats, settings, Path(tmp) / f"stage{next(runs)}")
+
+        results["dask_stage"], staged = timed(
+            f"dask stage path {args.workers}x1 (write + read)", stage_path, n, args.repeats
+        )
+        pd.testing.assert_frame_equal(staged, local, check_exact=True)
         print(f"  features identical to local on both cluster paths; beats/s relative to local n_jobs={args.workers}: "
               + ", ".join(f"{k} {v['beats_per_s'] / results['local_n']['beats_per_s']:.2f}x"
                           for k, v in results.items()), flush=True)  # fmt: skip

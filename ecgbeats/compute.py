@@ -7,7 +7,8 @@ nothing (local: no Dask process is started and neither this module nor the local
 - tsfresh extraction goes through tsfresh's own Dask distributor (``tsfresh_distributor``; pass it
   as ``distributor=`` to ``ecgbeats.tsfeatures.extract_selected``), or, for beat tables stored
   partitioned by record (``ecgbeats.dataset.write_partitioned``), each worker reads its records
-  and extracts their features where they are (``partitioned_features``);
+  and extracts their features where they are (``partitioned_features``;
+  ``extract_selected_partitioned`` writes the partitions to ``ComputeConfig.shared_dir`` first);
 - LightGBM trains through ``lightgbm.dask`` (``train_booster_dask``) with the parameters of the
   local trainer (``ecgbeats.model.lightgbm_params``, ``sample_weights``) and returns a plain
   ``lgb.Booster``, so bundles keep their format.
@@ -63,13 +64,17 @@ class ComputeConfig:
 
     ``engine``: local | dask; ``scheduler``: the scheduler address for dask (``tcp://host:8786``);
     ``connect_timeout``: seconds to reach it; ``num_boost_round``: the rounds ``lightgbm.dask``
-    trains, having no early stopping (None: ``train.num_boost_round``).
+    trains, having no early stopping (None: ``train.num_boost_round``); ``shared_dir``: a directory
+    the stage writes and every worker reads (local disk for one machine, a shared mount for a
+    cluster), where beat tables are put partitioned by record so each worker reads its records only
+    (None: beats travel from the client through tsfresh's distributor).
     """
 
     engine: str = "local"
     scheduler: str | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     num_boost_round: int | None = None
+    shared_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -85,7 +90,7 @@ class ComputeConfig:
     def from_params(cls, params: Mapping[str, Any] | None) -> ComputeConfig:
         """From the ``compute`` section of params.yaml (absent or empty: local)."""
         params = dict(params or {})
-        unknown = sorted(set(params) - {"engine", "scheduler", "connect_timeout", "num_boost_round"})
+        unknown = sorted(set(params) - {"engine", "scheduler", "connect_timeout", "num_boost_round", "shared_dir"})
         if unknown:
             raise ValueError(f"unknown compute params: {', '.join(unknown)}")
         timeout, rounds = params.get("connect_timeout"), params.get("num_boost_round")
@@ -94,6 +99,7 @@ class ComputeConfig:
             scheduler=params.get("scheduler"),
             connect_timeout=DEFAULT_CONNECT_TIMEOUT if timeout is None else float(timeout),
             num_boost_round=None if rounds is None else int(rounds),
+            shared_dir=params.get("shared_dir") or None,
         )
 
 
@@ -188,6 +194,38 @@ def partitioned_features(
     beats = read_partitioned_dask(directory, records)
     meta = _features_part(beats._meta, settings, keep)
     return beats.map_partitions(_features_part, settings, list(keep), meta=meta)
+
+
+ROW_COLUMN = "row"  # a beat's position in the table it came from, carried through the partitions
+
+
+def extract_selected_partitioned(
+    client: Client, beats: pd.DataFrame, settings: TsfreshSettings, directory: str | Path
+) -> pd.DataFrame:
+    """``extract_selected(beats, settings)`` on the cluster, every worker reading only its own records.
+
+    ``beats`` is written to ``directory`` partitioned by record, with its row positions (the
+    directory is replaced as a whole, and removed afterwards); one task per record reads that
+    record's file and extracts its beats in the worker. Every worker must be able to read
+    ``directory``. The features come back in ``beats``' row order, identical to the local path.
+    """
+    import shutil
+
+    from ecgbeats.dataset import write_partitioned
+    from ecgbeats.tsfeatures import extract_selected
+
+    if len(beats) == 0:
+        return extract_selected(beats, settings)
+    positions = pd.Series(np.arange(len(beats)), name=ROW_COLUMN)
+    write_partitioned(pd.concat([beats.reset_index(drop=True), positions], axis=1), directory)
+    try:
+        frame = client.compute(partitioned_features(directory, settings, keep=(ROW_COLUMN,))).result()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    frame = frame.sort_values(ROW_COLUMN, kind="stable")
+    if not np.array_equal(frame[ROW_COLUMN].to_numpy(), np.arange(len(beats))):
+        raise RuntimeError(f"{directory}: the workers returned {len(frame)} rows for {len(beats)} beats")
+    return frame[settings.columns].reset_index(drop=True)
 
 
 # --- LightGBM on Dask --------------------------------------------------------------------------

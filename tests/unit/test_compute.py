@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -29,6 +30,7 @@ from ecgbeats.compute import (
     best_iteration,
     compute_client,
     evaluation_curves,
+    extract_selected_partitioned,
     partitioned_features,
     read_partitioned_dask,
     train_booster_dask,
@@ -95,7 +97,8 @@ def test_config_from_params_and_validation():
         {"engine": "dask", "scheduler": "tcp://10.0.0.5:8786", "connect_timeout": 3, "num_boost_round": 400}
     )
     assert (config.engine, config.scheduler, config.connect_timeout) == ("dask", "tcp://10.0.0.5:8786", 3.0)
-    assert config.num_boost_round == 400
+    assert config.num_boost_round == 400 and config.shared_dir is None
+    assert ComputeConfig.from_params({"shared_dir": "/mnt/shared/ecg"}).shared_dir == "/mnt/shared/ecg"
     with pytest.raises(ValueError, match="num_boost_round"):
         ComputeConfig("local", num_boost_round=0)
     with pytest.raises(ValueError, match="engine"):
@@ -192,6 +195,65 @@ def test_partitioned_extraction_gives_identical_features(tmp_path, client, fixtu
     assert list(got.columns) == ["record", "beat_index", "label", *settings.columns]
     pd.testing.assert_frame_equal(got[settings.columns], expected[settings.columns], check_exact=True)
     assert got["beat_index"].tolist() == expected["beat_index"].tolist()
+
+
+def test_partitioned_path_returns_the_rows_in_the_tables_order(tmp_path, client, fixture_beats, settings):
+    beats = fixture_beats.sample(frac=0.5, random_state=1).reset_index(drop=True)  # records interleaved
+    directory = tmp_path / "shared" / "split"
+    got = extract_selected_partitioned(client, beats, settings, directory)
+    pd.testing.assert_frame_equal(got, extract_selected(beats, settings), check_exact=True)
+    assert not directory.exists()  # the partitioned copy is scratch
+    empty = extract_selected_partitioned(client, beats.iloc[:0], settings, directory)
+    assert list(empty.columns) == settings.columns and len(empty) == 0
+
+
+def _features_stage_inputs(tmp_path, fixture_beats, compute: dict, name: str) -> tuple[list[str], Path]:
+    import yaml
+
+    from ecgbeats.splits import stratified_pick
+
+    data = tmp_path / "data"
+    if not data.exists():
+        data.mkdir()
+        val = stratified_pick(fixture_beats["label"].to_numpy(), 0.25, seed=0)
+        fixture_beats[~val].reset_index(drop=True).to_parquet(data / "train.parquet", index=False)
+        fixture_beats[val].reset_index(drop=True).to_parquet(data / "val.parquet", index=False)
+    tsfresh = {"padding": "unpadded", "seed": 0, "subsample": 150, "fdr_level": 0.05, "top_k": 8, "n_jobs": 0,
+               "disable_progressbar": True, "time_calculators_beats": 0,
+               "drop_calculators": ["augmented_dickey_fuller", "agg_linear_trend", "partial_autocorrelation",
+                                    "ar_coefficient", "friedrich_coefficients", "max_langevin_fixed_point",
+                                    "number_cwt_peaks", "cwt_coefficients", "sample_entropy",
+                                    "lempel_ziv_complexity", "permutation_entropy", "fourier_entropy",
+                                    "benford_correlation", "query_similarity_count", "matrix_profile",
+                                    "change_quantiles", "fft_coefficient", "energy_ratio_by_chunks"]}  # fmt: skip
+    params = tmp_path / f"{name}.yaml"
+    params.write_text(yaml.safe_dump({"features": {"tsfresh": tsfresh}, "compute": compute}))
+    out = tmp_path / name
+    return ["--protocol", "fixture", "--data", str(data), "--out", str(out),
+            "--metrics", str(tmp_path / f"{name}.json"), "--params", str(params)], out  # fmt: skip
+
+
+def test_features_stage_on_the_cluster_reads_record_partitions_and_matches_local(tmp_path, fixture_beats, cluster):
+    import json
+
+    from stages import features as features_stage
+
+    local_args, local_out = _features_stage_inputs(tmp_path, fixture_beats, {"engine": "local"}, "local")
+    assert features_stage.main(local_args) == 0
+    shared = tmp_path / "shared"
+    compute = {"engine": "dask", "scheduler": cluster.scheduler_address, "connect_timeout": 20,
+               "shared_dir": str(shared)}  # fmt: skip
+    dask_args, dask_out = _features_stage_inputs(tmp_path, fixture_beats, compute, "dask")
+    assert features_stage.main(dask_args) == 0
+    metrics = json.loads((tmp_path / "dask.json").read_text())
+    assert metrics["engine"] == "dask" and metrics["dask_workers"] == 2
+    assert {v["path"] for v in metrics["extraction"].values()} == {"dask, partitioned by record"}
+    assert (dask_out / "tsfresh_settings.json").read_text() == (local_out / "tsfresh_settings.json").read_text()
+    for split in ("train", "val"):
+        local, on_cluster = (pd.read_parquet(out / f"{split}.parquet") for out in (local_out, dask_out))
+        assert len(local) > 0
+        pd.testing.assert_frame_equal(on_cluster, local, check_exact=True)
+    assert list(shared.iterdir()) == []  # the partitioned copies are removed after use
 
 
 # --- LightGBM on the cluster -------------------------------------------------------------------
