@@ -12,6 +12,10 @@ CLASS_DESCRIPTIONS: dict[str, str] = {
 }
 
 # MIT-BIH beat annotation symbols grouped into AAMI classes (ANSI/AAMI EC57).
+# The classes inter-patient results are usually averaged over (de Chazal 2004 and after): Q is left out,
+# since DS1 and DS2 hold only a handful of Q beats once the paced records are excluded.
+MACRO_NSVF_LABELS: tuple[int, ...] = tuple(CLASS_NAMES.index(c) for c in ("N", "S", "V", "F"))
+
 SYMBOL_TO_CLASS: dict[str, str] = {
     **dict.fromkeys("NLRej", "N"),
     **dict.fromkeys("AaJS", "S"),

@@ -151,9 +151,17 @@ def apply_transform(
     return TRANSFORMS[name](np.asarray(signal, dtype=np.float64), rng, severity, **kwargs)
 
 
-def _rescale_pad(signal: np.ndarray) -> np.ndarray:
-    low, high = signal.min(), signal.max()
-    scaled = np.zeros_like(signal) if high == low else (signal - low) / (high - low)
+def scale_range(kept: np.ndarray, length: int) -> tuple[float, float]:
+    """The range a changed beat is scaled back onto: [0, 1], as ``ingest`` scales a whole beat, except
+    for a beat cut at 187 samples, which was scaled over its full length (its extremes may lie in the
+    part that was cut off): it keeps the range its kept samples ``kept`` had."""
+    return (float(kept.min()), float(kept.max())) if length > BEAT_SAMPLES else (0.0, 1.0)
+
+
+def rescale_pad(signal: np.ndarray, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """``signal`` min-max scaled onto [``low``, ``high``] and zero-padded (or cut) to 187 samples."""
+    smin, smax = signal.min(), signal.max()
+    scaled = np.full_like(signal, low) if smax == smin else low + (signal - smin) / (smax - smin) * (high - low)
     row = np.zeros(BEAT_SAMPLES, dtype=np.float32)
     kept = min(len(scaled), BEAT_SAMPLES)
     row[:kept] = scaled[:kept]
@@ -173,6 +181,7 @@ def transform_beat(samples: np.ndarray, length: int, steps: Sequence[Callable[..
     then min-max scale and pad it as ``ingest`` does: (187 samples, length, RR factor)."""
     length = int(length)
     signal = np.asarray(samples, dtype=np.float64)[: max(2, min(length, BEAT_SAMPLES))]
+    low, high = scale_range(signal, length)
     rr_factor, true_length = 1.0, float(length)
     for step in steps:
         signal, factor, shift = step(signal, rng)
@@ -180,7 +189,7 @@ def transform_beat(samples: np.ndarray, length: int, steps: Sequence[Callable[..
         true_length = true_length * factor - shift
     # a beat cut at 187 samples lost its end: its true length follows the transforms arithmetically
     new_length = max(len(signal), int(round(true_length))) if length > BEAT_SAMPLES else len(signal)
-    return _rescale_pad(signal), new_length, rr_factor
+    return rescale_pad(signal, low, high), new_length, rr_factor
 
 
 def augmentation_plan(labels: np.ndarray, config: AugmentConfig) -> dict[str, int]:

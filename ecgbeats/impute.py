@@ -88,6 +88,8 @@ class KnnBeatImputer:
     def fit(self, samples: np.ndarray, lengths: np.ndarray) -> KnnBeatImputer:
         rng = np.random.default_rng(self.seed)
         rows = rng.permutation(len(samples))[: self.reference_beats]
+        if len(rows) < self.k:
+            raise ValueError(f"knn imputation with k={self.k} needs at least {self.k} reference beats, got {len(rows)}")
         reference = np.asarray(samples, dtype=np.float64)[rows].copy()
         reference[~unpadded_mask(np.asarray(lengths)[rows])] = np.nan
         self.reference = reference
@@ -112,7 +114,7 @@ class KnnBeatImputer:
             both = known.astype(np.float64) @ ref_known.T.astype(np.float64)
             sq = (x0**2) @ ref_known.T + known @ (ref0**2).T - 2 * x0 @ ref0.T
             dist = np.where(both > 0, sq / np.maximum(both, 1) * BEAT_SAMPLES, np.inf)
-            nearest = np.argpartition(dist, self.k, axis=1)[:, : self.k]
+            nearest = np.argpartition(dist, min(self.k, len(ref) - 1), axis=1)[:, : self.k]
             neighbours = ref[nearest]  # (b, k, 187)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # no neighbour covers a position: NaN
@@ -198,6 +200,9 @@ def impute(samples: np.ndarray, lengths: np.ndarray, method: str, *, knn: KnnBea
 
 def impute_frame(beats: pd.DataFrame, method: str, *, knn: KnnBeatImputer | None = None) -> pd.DataFrame:
     """The beat table with lost samples (NaN in the unpadded part) filled; padding untouched."""
+    missing = [c for c in (*SAMPLE_COLUMNS, "length") if c not in beats]
+    if missing:
+        raise ValueError(f"a beat table needs {BEAT_SAMPLES} sample columns and length; missing {missing[:5]}")
     samples = beats[SAMPLE_COLUMNS].to_numpy(dtype=np.float64)
     lengths = beats["length"].to_numpy()
     if not np.isnan(samples).any():

@@ -3,8 +3,8 @@
 A beat table holds per beat the scaled samples ``s000..s186`` (min-max scaled over the beat, zero
 padded after ``length``), the unpadded ``length`` and the RR intervals (s). Every shift here returns
 a new table in exactly that format, so the model and the drift monitor see it as they would see
-real beats. Each shift has a ``severity``: 0 is the identity (the same table, exactly), larger is a
-larger change; everything random is seeded.
+real beats. Each shift has a ``severity``: 0 is the identity (the same table, up to float round-off:
+the transforms run with zero magnitude), larger is a larger change; everything random is seeded.
 
 Per-beat shifts reuse the augmentation transforms (:mod:`ecgbeats.augment`), applied to the
 unpadded part of each beat and then re-scaled and padded as ``ingest`` does:
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgbeats.aami import CLASS_NAMES, SYMBOL_TO_LABEL
-from ecgbeats.augment import _rescale_pad, apply_transform, stretch, transform_beat
+from ecgbeats.aami import CLASS_NAMES, MACRO_NSVF_LABELS, SYMBOL_TO_LABEL
+from ecgbeats.augment import apply_transform, rescale_pad, scale_range, stretch, transform_beat
 from ecgbeats.beats import BEAT_SAMPLES, SOURCE_FS, cut_beats
 from ecgbeats.dataset import SAMPLE_COLUMNS, read_record
 from ecgbeats.drift import class_shares, compare
@@ -111,7 +111,7 @@ def dropout(
     if method != "none":
         for row in np.flatnonzero(lost.any(axis=1)):
             kept = int(np.clip(lengths[row], 2, BEAT_SAMPLES))
-            filled[row] = _rescale_pad(filled[row, :kept])
+            filled[row] = rescale_pad(filled[row, :kept], *scale_range(samples[row, :kept], int(lengths[row])))
     return _replace_beats(beats, filled, lengths, np.ones(len(beats)))
 
 
@@ -167,8 +167,6 @@ def shift_beats(
         raise ValueError(f"unknown shift {kind!r}; known: {KINDS}")
     if severity < 0:
         raise ValueError(f"severity must be >= 0, got {severity}")
-    if severity == 0:
-        return beats.copy()
     options = dict(options or {})
     if kind in ("noise", "baseline_wander", "powerline"):
         return per_beat(beats, partial(apply_transform, kind, severity=severity, **options), seed)
@@ -178,6 +176,8 @@ def shift_beats(
         return per_beat(beats, _fixed_stretch(1.0 + severity * float(options.get("change", -0.08))), seed)
     if kind == "dropout":
         return dropout(beats, severity, seed, knn=knn, **options)
+    if severity == 0:  # sampling: no other acquisition pipeline, the ingested beats as they are
+        return beats.copy()
     pipelines = options.get("pipelines", [])
     step = int(round(severity))
     if raw_dir is None or not 1 <= step <= len(pipelines):
@@ -215,17 +215,25 @@ def level(kind: str, severity: float, options: Mapping[str, Any] | None = None) 
 # ---------------------------------------------------------------- subsampling and record-relative inputs
 
 
-def stratified_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of at most ``n`` beats, each class kept in proportion (at least one beat of each)."""
+def proportional_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of exactly ``min(n, len(labels))`` beats, each class in proportion (at least one beat
+    of each while ``n`` allows); the rounding goes to the largest remainders."""
     labels = np.asarray(labels)
     if n >= len(labels):
         return np.arange(len(labels))
+    values, counts = np.unique(labels, return_counts=True)
+    exact = counts * n / len(labels)
+    quota = np.minimum(counts, np.maximum(1, np.floor(exact))).astype(np.int64)
+    for i in np.argsort(-(exact - np.floor(exact)), kind="stable"):  # hand out the rest, largest remainder first
+        if quota.sum() >= n:
+            break
+        quota[i] += quota[i] < counts[i]
+    while quota.sum() > n:  # the at-least-one rule overshot: take from the largest quota
+        quota[np.argmax(quota)] -= 1
     rng = np.random.default_rng(seed)
-    picked = []
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        take = max(1, int(round(len(members) * n / len(labels))))
-        picked.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    picked = [
+        rng.choice(np.flatnonzero(labels == v), size=q, replace=False) for v, q in zip(values, quota, strict=True)
+    ]
     return np.sort(np.concatenate(picked))
 
 
@@ -283,7 +291,8 @@ def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray | 
 
 
 def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Se, +P and F1 per class and macro-F1 (over the classes present) of one or many (…, 25) confusions."""
+    """Se, +P and F1 per class, macro-F1 over the classes present and over N, S, V, F present, of one or many
+    (…, 25) confusions."""
     cm = np.asarray(cm, dtype=np.float64).reshape(*np.shape(cm)[:-1], K, K)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
@@ -293,7 +302,9 @@ def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
         f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan)
         present = support > 0
         macro = np.where(present, f1, 0.0).sum(axis=-1) / present.sum(axis=-1)
-    return {"se": se, "ppv": ppv, "f1": f1, "macro_f1": macro}
+        nsvf = present & np.isin(np.arange(K), MACRO_NSVF_LABELS)
+        macro_nsvf = np.where(nsvf, f1, 0.0).sum(axis=-1) / nsvf.sum(axis=-1)
+    return {"se": se, "ppv": ppv, "f1": f1, "macro_f1": macro, "macro_f1_nsvf": macro_nsvf}
 
 
 def _interval(values: np.ndarray, level: float) -> dict[str, float | None]:
@@ -333,14 +344,15 @@ def bootstrap_gap(
     )
     sa, sb = scores_from_confusion(boot_a), scores_from_confusion(boot_b)
     out: dict[str, Any] = {
-        "macro_f1": {
-            "a": _safe(point_a["macro_f1"]),
-            "b": _safe(point_b["macro_f1"]),
-            "gap": _safe(point_b["macro_f1"] - point_a["macro_f1"]),
-            "ci95": _interval(sb["macro_f1"] - sa["macro_f1"], level),
-        },
-        "per_class": {},
+        macro: {
+            "a": _safe(point_a[macro]),
+            "b": _safe(point_b[macro]),
+            "gap": _safe(point_b[macro] - point_a[macro]),
+            "ci95": _interval(sb[macro] - sa[macro], level),
+        }
+        for macro in ("macro_f1", "macro_f1_nsvf")
     }
+    out["per_class"] = {}
     for i, name in enumerate(CLASS_NAMES):
         out["per_class"][name] = {
             metric: {
@@ -382,6 +394,7 @@ def set_scores(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | Non
     s = scores_from_confusion(cm)
     return {
         "macro_f1": _safe(s["macro_f1"]),
+        "macro_f1_nsvf": _safe(s["macro_f1_nsvf"]),
         "accuracy": _safe(np.trace(cm.reshape(K, K)) / cm.sum()),
         "per_class": {
             name: {"se": _safe(s["se"][i]), "ppv": _safe(s["ppv"][i]), "f1": _safe(s["f1"][i])}

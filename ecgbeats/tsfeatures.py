@@ -31,6 +31,7 @@ import pandas as pd
 
 from ecgbeats.beats import BEAT_SAMPLES
 from ecgbeats.dataset import SAMPLE_COLUMNS
+from ecgbeats.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class TsfreshSettings:
             "tsfresh_columns": self.tsfresh_columns,
             "columns": self.columns,
         }
-        Path(path).write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
 
     @classmethod
     def from_json(cls, path: str | Path) -> TsfreshSettings:

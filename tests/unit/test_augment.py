@@ -126,12 +126,13 @@ def test_stage_touches_training_split_only(tmp_path, train):
     val = _beats({"N": 30, "S": 5}, seed=1)
     train.to_parquet(data / "train.parquet")
     val.to_parquet(data / "val.parquet")
+    _beats({"N": 20, "S": 8, "V": 4}, seed=2).to_parquet(data / "test.parquet")  # minority classes: still untouched
     val.to_parquet(data / "holdout.parquet")
     params = tmp_path / "params.yaml"
     params.write_text("augment:\n  enabled: true\n  target_ratio: 10\n  min_beats: 10\n  seed: 3\n")
     metrics = tmp_path / "augment.json"
     assert main(["--data", str(data), "--out", str(out), "--metrics", str(metrics), "--params", str(params)]) == 0
-    for name in ("val", "holdout"):
+    for name in ("val", "test", "holdout"):
         assert (out / f"{name}.parquet").read_bytes() == (data / f"{name}.parquet").read_bytes()
     augmented = pd.read_parquet(out / "train.parquet")
     assert len(augmented) > len(train) and augmented["augmented"].sum() == len(augmented) - len(train)

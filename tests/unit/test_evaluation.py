@@ -57,3 +57,15 @@ def test_bootstrap_interval_contains_the_estimate_and_narrows_with_data():
     accuracy = np.mean(small_true == small_pred)
     assert small["low"] < accuracy < small["high"]
     assert (big["high"] - big["low"]) < (small["high"] - small["low"]) / 2
+
+
+def test_macro_f1_over_n_s_v_f_leaves_a_handful_of_q_beats_out():
+    # N and V all right; the one Q beat called N: it weighs a fifth of macro-F1, nothing of the N, S, V, F mean
+    y_true = np.array([0] * 8 + [1] * 2 + [2] * 2 + [3] * 2 + [4])
+    y_pred = np.array([0] * 8 + [1, 0] + [2] * 2 + [3, 3] + [0])
+    report = evaluate_predictions(y_true, one_hot(y_pred), n_boot=0)
+    f1_n, f1_s = 2 * 8 / (8 + 10), 2 / 3
+    assert report["macro_f1_nsvf"] == pytest.approx((f1_n + f1_s + 1 + 1) / 4)
+    assert report["macro_f1"] == pytest.approx((f1_n + f1_s + 1 + 1 + 0) / 5)
+    no_q = evaluate_predictions(y_true[:-1], one_hot(y_pred[:-1]), n_boot=0)
+    assert no_q["macro_f1"] == pytest.approx(no_q["macro_f1_nsvf"])

@@ -80,13 +80,18 @@ def test_one_beat_at_a_time_gives_exactly_the_batch_values(fixture_beats):
     samples = beats[SAMPLE_COLUMNS].to_numpy()
     lengths = beats["length"].to_numpy()
 
-    batch = build_features(beat_frame(samples, lengths=lengths, rr=rr), groups, tsfresh_settings=settings)
-    assert list(batch.columns[-3:]) == settings.columns and batch.notna().any(axis=None)
-    for i in range(len(beats)):
-        one = beat_frame(samples[i : i + 1], lengths=lengths[i : i + 1], rr={c: v[i : i + 1] for c, v in rr.items()})
-        single = build_features(one, groups, tsfresh_settings=settings)
-        assert list(single.columns) == list(batch.columns)
-        np.testing.assert_array_equal(single.to_numpy()[0], batch.to_numpy()[i], err_msg=f"beat {i}")
     # the pipeline's own table (with its provenance columns) gives the same values as the service's
     pipeline = build_features(beats, groups, tsfresh_settings=settings)
-    np.testing.assert_array_equal(pipeline.to_numpy(), batch.to_numpy())
+    for given in (rr, None):  # RR intervals are optional in the service: missing is NaN, the same way
+        batch = build_features(beat_frame(samples, lengths=lengths, rr=given), groups, tsfresh_settings=settings)
+        assert list(batch.columns[-3:]) == settings.columns and batch.notna().any(axis=None)
+        for i in range(len(beats)):
+            one_rr = None if given is None else {c: v[i : i + 1] for c, v in given.items()}
+            one = beat_frame(samples[i : i + 1], lengths=lengths[i : i + 1], rr=one_rr)
+            single = build_features(one, groups, tsfresh_settings=settings)
+            assert list(single.columns) == list(batch.columns)
+            np.testing.assert_array_equal(single.to_numpy()[0], batch.to_numpy()[i], err_msg=f"beat {i}")
+        if given is not None:
+            np.testing.assert_array_equal(pipeline.to_numpy(), batch.to_numpy())
+        else:
+            assert batch["rr_prev_ratio"].isna().all()

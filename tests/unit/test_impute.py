@@ -128,6 +128,21 @@ def test_all_missing_beat_and_wrong_shapes_are_refused_by_name(method):
         impute(samples, lengths[:3], method, knn=knn)
 
 
+def test_knn_with_few_reference_beats_and_a_table_without_samples_are_refused_by_name():
+    rng = np.random.default_rng(0)
+    samples, lengths = rng.random((3, 187)), np.array([150, 150, 150])
+    with pytest.raises(ValueError, match="k=5 needs at least 5 reference beats, got 3"):
+        KnnBeatImputer(k=5, reference_beats=100, seed=0).fit(samples, lengths)
+    knn = KnnBeatImputer(k=3, reference_beats=100, seed=0).fit(samples, lengths)  # k = every reference beat
+    gapped = samples.copy()
+    gapped[0, 20:30] = np.nan
+    filled = knn.transform(gapped, lengths)
+    assert np.isfinite(filled[0, :150]).all()
+    frame = pd.DataFrame(samples[:, :180], columns=SAMPLE_COLUMNS[:180]).assign(length=lengths)
+    with pytest.raises(ValueError, match=r"missing \['s180'"):
+        impute_frame(frame, "linear")
+
+
 def test_simulated_gaps_always_keep_the_r_peak():
     samples = np.zeros((200, 187))
     lengths = np.full(200, 5)

@@ -37,7 +37,7 @@ PER_BEAT = [k for k in shift.KINDS if k != "sampling"]
 
 @pytest.fixture(scope="module")
 def beats(fixture_beats) -> pd.DataFrame:
-    index = shift.stratified_subsample(fixture_beats["label"].to_numpy(), 300, seed=0)
+    index = shift.proportional_subsample(fixture_beats["label"].to_numpy(), 300, seed=0)
     return fixture_beats.iloc[index].reset_index(drop=True)
 
 
@@ -51,8 +51,13 @@ def _change(a: pd.DataFrame, b: pd.DataFrame) -> float:
 
 @pytest.mark.parametrize("kind", PER_BEAT)
 def test_per_beat_shift_shape_determinism_identity_and_severity(beats, kind):
+    assert (beats["length"] > BEAT_SAMPLES).any()  # beats cut at 187 samples are covered too
+    # severity 0 runs the transform with zero magnitude: the same beats, up to float round-off
     identity = shift.shift_beats(beats, kind, 0, seed=1, options=OPTIONS[kind])
-    pd.testing.assert_frame_equal(identity, beats)
+    pd.testing.assert_frame_equal(identity, beats, check_exact=False, atol=1e-6, rtol=0)
+    # ... and a tiny severity is a tiny change for every beat (continuity at 0)
+    tiny = shift.shift_beats(beats, kind, 1e-6, seed=1, options=OPTIONS[kind])
+    assert np.abs(_samples(tiny) - _samples(beats)).max() < 1e-3
     once = shift.shift_beats(beats, kind, 1, seed=1, options=OPTIONS[kind])
     again = shift.shift_beats(beats, kind, 1, seed=1, options=OPTIONS[kind])
     pd.testing.assert_frame_equal(once, again)
@@ -77,9 +82,8 @@ def test_time_stretch_moves_length_and_rr_together(beats):
 
 
 def test_uniform_gain_is_removed_by_the_per_beat_scaling(beats):
-    short = beats[beats["length"] <= BEAT_SAMPLES].reset_index(drop=True)
-    out = shift.per_beat(short, lambda x, rng: (x * 3.0 + 1.0, 1.0, 0), seed=0)
-    np.testing.assert_allclose(_samples(out), _samples(short), atol=1e-6)
+    out = shift.per_beat(beats, lambda x, rng: (x * 3.0 + 1.0, 1.0, 0), seed=0)
+    np.testing.assert_allclose(_samples(out), _samples(beats), atol=1e-6)  # cut beats keep their range
 
 
 def test_sampling_recut_rebuilds_the_ingested_beats_and_changes_with_the_pipeline(beats):
@@ -254,3 +258,15 @@ def test_stage_writes_metrics_plots_and_a_complete_report(stage_inputs):
     assert {"severity", "test_macro_f1", "holdout_macro_f1", "holdout_S_f1"} <= set(curve.columns)
     report = (out / "shift.md").read_text()
     assert "$" not in report and "Mitigations" in report
+
+
+def test_proportional_subsample_has_exactly_n_beats_and_every_class():
+    labels = np.r_[np.zeros(8000), np.ones(200), np.full(300, 2), np.full(7, 3), np.full(2, 4)].astype(int)
+    for n in (4000, 10, 5):
+        rows = shift.proportional_subsample(labels, n, seed=0)
+        assert len(rows) == len(np.unique(rows)) == n
+        assert set(labels[rows]) == set(range(5))  # every class, however rare
+    rows = shift.proportional_subsample(labels, 4000, seed=0)
+    np.testing.assert_allclose(np.bincount(labels[rows]) / 4000, np.bincount(labels) / len(labels), atol=0.002)
+    np.testing.assert_array_equal(rows, shift.proportional_subsample(labels, 4000, seed=0))
+    assert len(shift.proportional_subsample(labels, 10**6, seed=0)) == len(labels)
