@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             [[p, *row] for p in size for row in size[p].to_numpy().tolist()],
         ),
         "gap_drop": holdout["macro_f1"] - itest["macro_f1"],
+        "gap_drop_nsvf": holdout["macro_f1_nsvf"] - itest["macro_f1_nsvf"],
         "holdout_confused": ", ".join(f"{k} ({v:,})" for k, v in holdout["most_confused"].items()),
         "kaggle_confused": ", ".join(f"{k} ({v:,})" for k, v in ktest["most_confused"].items()),
         "raw_kaggle_acc": baselines["kaggle"]["lightgbm_raw_samples"]["test"]["accuracy"],
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "size_inter_last": size["interpatient"]["val_macro_f1"].iloc[-1],
         **{f"{p}_{k}": v for p in train for k, v in train[p].items()},
         **{f"ktest_{k}": ktest[k] for k in ("accuracy", "macro_f1")},
-        **{f"itest_{k}": itest[k] for k in ("accuracy", "macro_f1")},
-        **{f"holdout_{k}": holdout[k] for k in ("accuracy", "macro_f1")},
+        **{f"itest_{k}": itest[k] for k in ("accuracy", "macro_f1", "macro_f1_nsvf")},
+        **{f"holdout_{k}": holdout[k] for k in ("accuracy", "macro_f1", "macro_f1_nsvf")},
     }
     with atomic_path(args.out) as tmp:
         tmp.write_text(render(args.template.read_text(), values))
