@@ -38,3 +38,13 @@ def render(template: str, values: Mapping[str, Any]) -> str:
         raise ReportError(f"the template uses ${err.args[0]}, which the stage does not provide") from err
     except ValueError as err:  # a lone "$" not followed by a name: write "$$" in templates
         raise ReportError(f"the template has a malformed placeholder: {err}") from err
+
+
+def q_note(q_test: int, q_holdout: int) -> str:
+    """Why the N, S, V, F average is the one to read, when a handful of Q beats is a whole class in macro-F1."""
+    if q_test == 0 and q_holdout == 0:
+        return ""
+    return (
+        f"Q has only {q_test:,} beat{'s' * (q_test != 1)} in the in-patient test and {q_holdout:,} in the holdout, "
+        "yet counts as one class in that mean. "
+    )

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ecgbeats.aami import CLASS_NAMES
 from ecgbeats.io import atomic_path
-from ecgbeats.reporting import fmt, markdown_table, render
+from ecgbeats.reporting import fmt, markdown_table, q_note, render
 
 SETS = [("kaggle", "test"), ("interpatient", "test"), ("interpatient", "holdout")]
 GOALS = {
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "gap_drop": holdout["macro_f1"] - itest["macro_f1"],
         "gap_drop_nsvf": holdout["macro_f1_nsvf"] - itest["macro_f1_nsvf"],
+        "q_note": q_note(itest["per_class"]["Q"]["support"], holdout["per_class"]["Q"]["support"]),
         "holdout_confused": ", ".join(f"{k} ({v:,})" for k, v in holdout["most_confused"].items()),
         "kaggle_confused": ", ".join(f"{k} ({v:,})" for k, v in ktest["most_confused"].items()),
         "raw_kaggle_acc": baselines["kaggle"]["lightgbm_raw_samples"]["test"]["accuracy"],

@@ -177,18 +177,19 @@ def padding_values(results: dict[str, Any]) -> dict[str, str]:
                 rows.append([protocol, label, results[protocol][zeros]["macro_f1"],
                              results[protocol][nans]["macro_f1"], round(delta, 4)])  # fmt: skip
     headers = ["protocol", "groups", "padding as 0 (samples)", "padding as NaN (samples_masked)", "Δ"]
+    gain, loss = max(deltas, default=0.0), min(deltas, default=0.0)
     if not deltas:
         decision = "not measured in this run"
-    elif max(deltas) < NOISE_MACRO_F1:
+    elif gain < NOISE_MACRO_F1:
+        worse = f", and with other groups it is worse by up to {-loss:.3f}" if loss < 0 else ""
         decision = (
-            f"the padding stays zeros: as NaN it gains at most {max(deltas):+.3f} macro-F1, inside the "
-            f"{NOISE_MACRO_F1} noise of the validation sets, and loses up to {min(deltas):+.3f}; zeros are also "
-            "what the published rows and every client send, and the domain groups and tsfresh see the unpadded "
-            "part plus the length either way"
+            f"the padding stays zeros: as NaN it is better by at most {max(gain, 0.0):.3f} macro-F1, inside the "
+            f"{NOISE_MACRO_F1} noise of the validation sets{worse}; zeros are also what the published rows and every "
+            "client send, and the domain groups and tsfresh see the unpadded part plus the length either way"
         )
     else:
         decision = (
-            f"the padding as NaN gains up to {max(deltas):+.3f} macro-F1, beyond the {NOISE_MACRO_F1} noise of the "
+            f"the padding as NaN is better by up to {gain:.3f} macro-F1, beyond the {NOISE_MACRO_F1} noise of the "
             "validation sets: use `samples_masked` in `train.features` where the table shows the gain"
         )
     return {"padding_rows": markdown_table(headers, rows), "padding_decision": decision}

@@ -55,9 +55,10 @@ def test_per_beat_shift_shape_determinism_identity_and_severity(beats, kind):
     # severity 0 runs the transform with zero magnitude: the same beats, up to float round-off
     identity = shift.shift_beats(beats, kind, 0, seed=1, options=OPTIONS[kind])
     pd.testing.assert_frame_equal(identity, beats, check_exact=False, atol=1e-6, rtol=0)
-    # ... and a tiny severity is a tiny change for every beat (continuity at 0)
-    tiny = shift.shift_beats(beats, kind, 1e-6, seed=1, options=OPTIONS[kind])
-    assert np.abs(_samples(tiny) - _samples(beats)).max() < 1e-3
+    # ... and where the magnitude is continuous, a small severity is a small change for every beat, cut ones too
+    if kind in ("noise", "baseline_wander", "gain", "powerline"):
+        small = shift.shift_beats(beats, kind, 1e-3, seed=1, options=OPTIONS[kind])
+        assert 0 < np.abs(_samples(small) - _samples(beats)).max() < 1e-2
     once = shift.shift_beats(beats, kind, 1, seed=1, options=OPTIONS[kind])
     again = shift.shift_beats(beats, kind, 1, seed=1, options=OPTIONS[kind])
     pd.testing.assert_frame_equal(once, again)
