@@ -118,6 +118,15 @@ def build_beat_table(
     return _typed(pd.concat(parts, ignore_index=True))
 
 
+def padded_length(samples: np.ndarray) -> np.ndarray:
+    """Samples before the trailing zero padding, per row: the position after the last non-zero sample.
+
+    The published Kaggle rows carry no length; this recovers it (0 for an all-zero row).
+    """
+    nonzero = np.asarray(samples) != 0
+    return np.where(nonzero.any(axis=1), BEAT_SAMPLES - np.argmax(nonzero[:, ::-1], axis=1), 0)
+
+
 def read_kaggle_csv(path: str | Path, split: str | None = None) -> pd.DataFrame:
     """Read a published Kaggle CSV (187 values then the label per row) into the beat schema."""
     path = Path(path)
@@ -135,8 +144,7 @@ def read_kaggle_csv(path: str | Path, split: str | None = None) -> pd.DataFrame:
         row = int(np.argmin(valid))
         raise InputDataError(f"{path}: row {row + 1}: label {float(labels[row]):g} is not one of 0..4")
     samples = values.iloc[:, :BEAT_SAMPLES].to_numpy(dtype=np.float32)
-    nonzero = samples != 0
-    lengths = np.where(nonzero.any(axis=1), BEAT_SAMPLES - np.argmax(nonzero[:, ::-1], axis=1), 0)
+    lengths = padded_length(samples)
     frame = pd.DataFrame(
         {
             "record": None,

@@ -28,7 +28,7 @@ import pandas as pd
 import ecgbeats
 from ecgbeats.beats import BEAT_SAMPLES, cut_beats, rr_intervals
 from ecgbeats.bundle import ModelBundle, bundle_digest
-from ecgbeats.dataset import SAMPLE_COLUMNS
+from ecgbeats.dataset import SAMPLE_COLUMNS, padded_length
 from ecgbeats.features import RR_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ class ScoringError(ValueError):
 # Called after every scored batch with the model's input features and the probabilities: the hook
 # for drift monitoring (feature and prediction distributions) and prediction counters.
 PredictionObserver = Callable[[pd.DataFrame, np.ndarray], None]
-
-
-def padded_length(samples: np.ndarray) -> np.ndarray:
-    """Samples before the trailing zero padding, per row (as ``read_kaggle_csv`` derives it)."""
-    nonzero = np.asarray(samples) != 0
-    return np.where(nonzero.any(axis=1), BEAT_SAMPLES - np.argmax(nonzero[:, ::-1], axis=1), 0)
 
 
 def beat_frame(

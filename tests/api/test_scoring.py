@@ -10,7 +10,7 @@ from scipy.signal import resample_poly
 
 from ecgbeats.dataset import SAMPLE_COLUMNS, read_kaggle_csv, record_beats
 from ecgbeats.serving import scoring
-from ecgbeats.serving.scoring import Scorer, ScoringError, beat_frame, padded_length, row_problems
+from ecgbeats.serving.scoring import Scorer, ScoringError, beat_frame, row_problems
 from tests.conftest import FIXTURE_MIRROR
 
 
@@ -19,12 +19,15 @@ def strip(record: str) -> tuple[np.ndarray, float]:
     return rec.p_signal[:, 0], float(rec.fs)
 
 
-def test_padded_length_is_the_one_read_kaggle_csv_derives(tmp_path, fixture_beats):
+def test_the_service_and_the_csv_reader_find_the_padding_the_same_way(tmp_path, fixture_beats):
     rows = fixture_beats.head(50)
     values = rows[SAMPLE_COLUMNS].to_numpy().copy()
     values[:, 150:] = 0  # some padding to find
+    values[3] = 0  # an all-zero row: no signal at all
+    expected = [np.flatnonzero(v).max() + 1 if v.any() else 0 for v in values]
     pd.DataFrame(np.column_stack([values, rows["label"]])).to_csv(tmp_path / "k.csv", header=False, index=False)
-    np.testing.assert_array_equal(padded_length(values), read_kaggle_csv(tmp_path / "k.csv")["length"])
+    np.testing.assert_array_equal(read_kaggle_csv(tmp_path / "k.csv")["length"], expected)
+    np.testing.assert_array_equal(beat_frame(values)["length"], expected)  # the API's beats without a length
 
 
 def test_strip_path_cuts_exactly_as_ingest_at_the_same_peaks(scorer, monkeypatch):
