@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test lint format fixtures dag clean gate serve reproduce bench bench-tsfresh bench-dask load-test drift
+.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-tsfresh bench-dask load-test drift
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,20 +15,27 @@ help: ## list the targets
 $(INSTALLED): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt ruff -e . -c constraints.txt
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt ruff mypy types-PyYAML -e . -c constraints.txt
 	touch $@
 
 install: $(INSTALLED) ## create .venv and install the pinned dependencies
 
-repro: $(INSTALLED) ## run the whole pipeline (dvc repro); set MITDB_MIRROR to work offline
+repro: $(INSTALLED) ## run the product pipeline (dvc repro); set MITDB_MIRROR to work offline
 	$(BIN)/dvc repro
 
-test: $(INSTALLED) ## run the test suite (unit, data, end-to-end dvc repro on the fixtures)
+studies: $(INSTALLED) ## run the studies on the product's outputs (dvc repro studies/dvc.yaml): EDA, ablations, reports
+	$(BIN)/dvc repro studies/dvc.yaml
+
+test: $(INSTALLED) ## run the test suite (unit, data, api, model, end-to-end dvc repro on the fixtures)
 	$(BIN)/python -m pytest
 
-lint: $(INSTALLED) ## check style with ruff
+test-fast: $(INSTALLED) ## the test suite without the slow tests (end-to-end pipeline, Dask clusters)
+	$(BIN)/python -m pytest -m "not slow and not dask"
+
+lint: $(INSTALLED) ## check style with ruff and types with mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(INSTALLED) ## format the code with ruff
 	$(BIN)/ruff check --fix .
@@ -51,11 +58,13 @@ serve: $(INSTALLED) ## serve MODEL (default models/kaggle) with uvicorn on http:
 bench: $(INSTALLED) ## latency and throughput of the service on loopback
 	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3
 
-bench-tsfresh: $(INSTALLED) ## tsfresh extraction: full Efficient set vs the frozen selection, and every beat of the dataset
-	$(BIN)/python -m benchmarks.bench_tsfresh --settings data/interim/$(notdir $(MODEL))/features/tsfresh_settings.json --beats data/processed/beats.parquet --all
+bench-tsfresh: $(INSTALLED) ## tsfresh: every calculator alone, full Efficient set vs the frozen kaggle selection, every beat
+	$(BIN)/python -m benchmarks.bench_tsfresh --settings data/interim/kaggle/features/tsfresh_settings.json \
+		--beats data/processed/beats.parquet --all --calculators 100 \
+		--drop $$($(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('params.yaml'))['features']['tsfresh']['drop_calculators']))")
 
 bench-dask: $(INSTALLED) ## tsfresh extraction and training, local vs a 2-worker Dask LocalCluster
-	$(BIN)/python -m benchmarks.bench_dask --settings data/interim/interpatient/features/tsfresh_settings.json --n 6000 --repeats 2 --train-beats 40000 --rounds 100
+	$(BIN)/python -m benchmarks.bench_dask --settings data/interim/kaggle/features/tsfresh_settings.json --n 6000 --repeats 2 --train-beats 40000 --rounds 100
 
 load-test: $(INSTALLED) ## 10,000 requests at concurrency 32, then a restart during load (loopback)
 	$(BIN)/python -m benchmarks.load_test --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --keep-alive 75
@@ -68,8 +77,8 @@ fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MIT
 	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)
 	$(BIN)/python scripts/make_fixtures.py --mirror "$(MITDB_MIRROR)" --out tests/fixtures/mitdb
 
-dag: $(INSTALLED) ## print the pipeline graph
-	$(BIN)/dvc dag
+dag: $(INSTALLED) ## print the product pipeline's graph (studies: dvc dag studies/dvc.yaml)
+	$(BIN)/dvc dag dvc.yaml
 
 clean: ## remove the virtual environment and caches (not data or the DVC cache)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

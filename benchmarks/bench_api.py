@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 
 from benchmarks.common import beat_payloads, load_beats, percentile_ms, server
-from ecgbeats.bundle import load_bundle
+from ecgbeats.modelling.bundle import load_bundle
 from ecgbeats.serving.api import request_models
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import beat_frame

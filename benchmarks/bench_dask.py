@@ -10,7 +10,7 @@ is reported, with the 1-minute load average before and after):
 - ``local n_jobs=0``: tsfresh in this process, one core (the per-core figure for capacity plans);
 - ``local n_jobs=N``: tsfresh's multiprocessing pool of ``--workers`` processes (the stage's path);
 - ``dask distributor``: a ``LocalCluster`` of ``--workers`` worker processes x 1 thread, through
-  tsfresh's Dask distributor (``ecgbeats.compute.tsfresh_distributor``): the client ships the data;
+  tsfresh's Dask distributor (``ecgbeats.operations.compute.tsfresh_distributor``): the client ships the data;
 - ``dask partitioned``: the same cluster, the beats written partitioned by record
   (``write_partitioned``) and each worker reading and extracting its records
   (``partitioned_features``), the whole result gathered to the client;
@@ -40,18 +40,18 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from ecgbeats.compute import (
+from ecgbeats.data.dataset import write_partitioned
+from ecgbeats.features.groups import build_features
+from ecgbeats.features.tsfresh_features import TsfreshSettings, extract_selected
+from ecgbeats.modelling.model import lightgbm_params, sample_weights
+from ecgbeats.operations.compute import (
     ComputeConfig,
     compute_client,
     dask_lightgbm_params,
     extract_selected_partitioned,
     partitioned_features,
 )
-from ecgbeats.compute import tsfresh_distributor as dask_distributor
-from ecgbeats.dataset import write_partitioned
-from ecgbeats.features import build_features
-from ecgbeats.model import lightgbm_params, sample_weights
-from ecgbeats.tsfeatures import TsfreshSettings, extract_selected
+from ecgbeats.operations.compute import tsfresh_distributor as dask_distributor
 
 TRAIN_PARAMS = {"class_weight": "balanced", "learning_rate": 0.1, "num_leaves": 31, "max_depth": -1,
                 "min_child_samples": 100, "feature_fraction": 0.5, "bagging_fraction": 0.8, "bagging_freq": 1,

@@ -3,7 +3,7 @@
     python -m benchmarks.bench_tsfresh --settings data/interim/interpatient/features/tsfresh_settings.json \
         --beats data/processed/beats.parquet --full-beats 500 --selected-beats 10000
 
-Both run through ``ecgbeats.tsfeatures`` exactly as the features stage does (``n_jobs`` processes,
+Both run through ``ecgbeats.features.tsfresh_features`` exactly as the features stage does (``n_jobs`` processes,
 unpadded beats). The full set is slow, so it runs on fewer beats; the rate is per beat either way.
 ``--all`` also extracts the selection for every beat in ``--beats`` (the 109,446-beat figure) and
 prints the peak resident memory of this process and its worker processes together, sampled while they run.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psutil
 
-from ecgbeats.dataset import load_beats
-from ecgbeats.tsfeatures import TsfreshSettings, extract, extract_selected
+from ecgbeats.data.dataset import load_beats
+from ecgbeats.features.tsfresh_features import TsfreshSettings, extract, extract_selected, time_calculators
 
 
 def rate(beats: int, seconds: float) -> float:
@@ -69,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--all", action="store_true", help="also extract the selection for every beat")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--calculators",
+        type=int,
+        default=0,
+        metavar="BEATS",
+        help="time every EfficientFCParameters calculator alone on this many beats",
+    )
+    parser.add_argument(
+        "--drop",
+        nargs="*",
+        default=None,
+        help="calculators the pipeline drops (features.tsfresh.drop_calculators), marked in the table",
+    )
     args = parser.parse_args(argv)
 
     settings = TsfreshSettings.from_json(args.settings)
@@ -89,6 +102,34 @@ def main(argv: list[str] | None = None) -> int:
     selected_rate = rate(len(part), time.perf_counter() - start)
     print(f"frozen selection: {selected.shape[1]} features, {len(part):,} beats, {selected_rate:,.1f} beats/s")
     print(f"ratio selected / full: {selected_rate / full_rate:.1f}x")
+
+    # where the service runs it: in-process (n_jobs=0), one beat per call and one batch per call
+    extract_selected(beats.iloc[:1], settings, n_jobs=0)  # warm-up: tsfresh's first call imports and sets up
+    singles = []
+    for i in range(30):
+        start = time.perf_counter()
+        extract_selected(beats.iloc[i : i + 1], settings, n_jobs=0)
+        singles.append(time.perf_counter() - start)
+    part = beats.iloc[:2000]
+    start = time.perf_counter()
+    extract_selected(part, settings, n_jobs=0)
+    print(
+        f"in-process (n_jobs=0): one beat median {1000 * sorted(singles)[15]:.1f} ms; "
+        f"{len(part):,} beats in one call {rate(len(part), time.perf_counter() - start):,.1f} beats/s"
+    )
+
+    if args.calculators:
+        table = time_calculators(beats.iloc[: args.calculators], EfficientFCParameters(), padding=settings.padding)
+        dropped = set(args.drop or ())
+        print(f"\nper calculator, alone on {args.calculators} beats (slowest first; * = dropped by the pipeline):")
+        for row in table.itertuples():
+            mark = "*" if row.calculator in dropped else " "
+            print(f" {mark} {row.calculator:<40} {row.features:>4} features {row.ms_per_beat:8.3f} ms/beat")
+        kept = table[~table["calculator"].isin(dropped)]
+        print(
+            f"all: {table['ms_per_beat'].sum():.1f} ms/beat ({int(table['features'].sum())} features); "
+            f"without the dropped: {kept['ms_per_beat'].sum():.1f} ms/beat ({int(kept['features'].sum())} features)"
+        )
 
     if args.all:
         with peak_tree_rss() as peak:

@@ -5,7 +5,7 @@
 
 Runs the ``drift`` CLI (``ecgbeats.serving.drift_cli``) on: the in-patient test split (same patients
 as training: must not be flagged), the DS2 holdout (other patients), and synthetic shifts of the
-in-patient test split (``ecgbeats.drift.synthetic_shift``). Each run writes ``<name>.json`` and
+in-patient test split (``ecgbeats.operations.drift.synthetic_shift``). Each run writes ``<name>.json`` and
 ``<name>.png`` to ``--out``. Then the PSI noise floor: the largest PSI over the key features and the
 class mix of random windows of the in-patient test split, per window size (what an alert threshold
 must stay above to not fire on sampling noise alone).
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import beat_payloads, load_beats, server
-from ecgbeats import drift
-from ecgbeats.bundle import load_bundle
+from ecgbeats.modelling.bundle import load_bundle
+from ecgbeats.operations import drift
 from ecgbeats.serving import drift_cli
 from ecgbeats.serving.scoring import Scorer, frame_to_beats, row_problems
 

@@ -36,7 +36,7 @@ import numpy as np
 import psutil
 
 from benchmarks.common import beat_payloads, free_port, load_beats, percentile_ms, start_server, stop_server
-from ecgbeats.bundle import load_bundle
+from ecgbeats.modelling.bundle import load_bundle
 from ecgbeats.serving.scoring import Scorer, frame_to_beats
 
 TIMEOUT = 30.0

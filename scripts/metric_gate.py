@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from ecgbeats.gate import (
+from ecgbeats.io import atomic_path
+from ecgbeats.operations.gate import (
     GateConfigError,
     Guard,
     accepted_regressions,
@@ -38,7 +39,6 @@ from ecgbeats.gate import (
     stages_missing_from_lock,
     stale_stages,
 )
-from ecgbeats.io import atomic_path
 
 log = logging.getLogger("scripts.metric_gate")
 
@@ -228,34 +228,36 @@ def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def check_lock(repo: Path) -> tuple[list[str], str]:
-    """Failures if dvc.lock is stale for the committed code, params or dependencies, and a note.
+def check_lock(repo: Path, pipeline: str = "dvc.yaml") -> tuple[list[str], str]:
+    """Failures if a pipeline's lock file is stale for the committed code, params or dependencies, and a note.
 
     Data outputs are absent in CI (only metrics and plots are in git), so this asks
     ``dvc repro --dry --allow-missing --keep-going``: stages whose only change is missing data are
     skipped; any other stage would run (or, lacking its input data, fails to) and is stale. Stages
     of dvc.yaml without a dvc.lock entry are stale too (``--allow-missing`` skips some of them).
     """
-    lock_path = repo / "dvc.lock"
+    lock_name = str(Path(pipeline).with_suffix(".lock"))
+    lock_path = repo / lock_name
     if not lock_path.is_file():
-        return ["dvc.lock is missing"], "dvc.lock: missing"
-    result = dvc(repo, "repro", "--dry", "--allow-missing", "--keep-going")
+        return [f"{lock_name} is missing"], f"{lock_name}: missing"
+    result = dvc(repo, "repro", "--dry", "--allow-missing", "--keep-going", pipeline)
     output = result.stdout + result.stderr
     stale = stale_stages(output)
-    failures = [f"dvc.lock is stale: stage '{name}' would run" for name in stale]
+    failures = [f"{lock_name} is stale: stage '{name}' would run" for name in stale]
     if result.returncode != 0 and not stale:
         failures.append(f"dvc repro --dry --allow-missing failed ({result.returncode}): {output.strip()[-2000:]}")
     downstream = [name for name in downstream_stages(output) if name not in stale]
-    listed = dvc(repo, "stage", "list", "--name-only")
+    listed = dvc(repo, "stage", "list", "--name-only", pipeline)
     if listed.returncode != 0:
         failures.append(f"dvc stage list failed ({listed.returncode}): {listed.stderr.strip()[-2000:]}")
     else:
         lock = yaml.safe_load(lock_path.read_text())
         names = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
-        failures += [f"dvc.lock has no entry for stage '{name}'" for name in stages_missing_from_lock(names, lock)]
-    note = "dvc.lock: up to date with code, params and dependencies"
+        names = [name.rpartition(":")[2] for name in names]  # studies/dvc.yaml:eda -> eda, as in its lock
+        failures += [f"{lock_name} has no entry for stage '{name}'" for name in stages_missing_from_lock(names, lock)]
+    note = f"{lock_name}: up to date with code, params and dependencies"
     if failures:
-        note = "dvc.lock: stale"
+        note = f"{lock_name}: stale"
         if downstream:
             note += f"; downstream stages that would re-run too: {', '.join(downstream)}"
     return failures, note
@@ -275,6 +277,9 @@ def run_gate(args: argparse.Namespace) -> tuple[int, str]:
         lock_failures, note = check_lock(repo)
         failures += lock_failures
         notes.append(note)
+        if (repo / "studies" / "dvc.yaml").is_file():  # studies run on demand: a stale study is a note, not a failure
+            study_failures, note = check_lock(repo, "studies/dvc.yaml")
+            notes += [note, *(f"studies (make studies): {f}" for f in study_failures)]
     if not args.lock_only:
         guards = read_config(config, args.config.as_posix())
         files = list(dict.fromkeys(g.file for g in guards))

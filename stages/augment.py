@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgbeats.aami import CLASS_NAMES
-from ecgbeats.augment import AugmentConfig, augment_training
-from ecgbeats.dataset import load_beats
+from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.dataset import load_beats
 from ecgbeats.io import atomic_dir, write_json
+from ecgbeats.processing.augment import AugmentConfig, augment_training
 from stages.common import load_params, setup_logging
 
 log = logging.getLogger("stages.augment")

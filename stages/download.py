@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ecgbeats.mitdb import MIRROR_ENV, DataIntegrityError, FetchError, fetch_mitdb
+from ecgbeats.data.mitdb import MIRROR_ENV, DataIntegrityError, FetchError, fetch_mitdb
 from stages.common import load_params, setup_logging
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgbeats.aami import CLASS_NAMES
-from ecgbeats.bundle import load_bundle
-from ecgbeats.dataset import SAMPLE_COLUMNS, load_beats
-from ecgbeats.evaluation import confused_pairs, evaluate_predictions, reliability_curve
+from ecgbeats.analysis.plots import confusion_figure, error_examples_figure, reliability_figure, roc_pr_figure, save
+from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.dataset import SAMPLE_COLUMNS, load_beats
 from ecgbeats.io import write_csv, write_json
-from ecgbeats.plots import confusion_figure, error_examples_figure, reliability_figure, roc_pr_figure, save
+from ecgbeats.modelling.bundle import load_bundle
+from ecgbeats.modelling.evaluation import confused_pairs, evaluate_predictions, reliability_curve
 from stages.common import load_params, setup_logging
 
 log = logging.getLogger("stages.evaluate")

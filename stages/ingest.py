@@ -6,15 +6,15 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-from ecgbeats.dataset import (
+from ecgbeats.data.dataset import (
     InputDataError,
     build_beat_table,
     class_counts,
     read_kaggle_dir,
 )
-from ecgbeats.fidelity import compare_with_reference, load_reference, summarize
+from ecgbeats.data.fidelity import compare_with_reference, load_reference, summarize
+from ecgbeats.data.mitdb import DataIntegrityError, verify_directory
 from ecgbeats.io import write_csv, write_json, write_parquet
 from stages.common import load_params, setup_logging
 
@@ -32,16 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("ingest", args.params)
-    start = time.perf_counter()
+    started = time.perf_counter()
     try:
         if params["source"] == "wfdb":
-            records = (Path(args.raw) / "RECORDS").read_text().split()
-            beats = build_beat_table(args.raw, records, local_rr_beats=int(params["local_rr_beats"]))
+            # the records are read only as verified: a byte changed since the download stops here
+            records = verify_directory(args.raw, manifest_sha256=load_params("download", args.params)["sha256sums"])
+            beats = build_beat_table(args.raw, records, local_rr_beats=int(params["local_rr_beats"]),
+                                     beat_end=params["beat_end"])  # fmt: skip
         elif params["source"] == "kaggle_csv":
             beats = read_kaggle_dir(params["kaggle_csv_dir"])
         else:
             raise InputDataError(f"ingest.source must be 'wfdb' or 'kaggle_csv', got {params['source']!r}")
-    except InputDataError as err:
+    except (InputDataError, DataIntegrityError) as err:
         print(f"ingest failed: {err}", file=sys.stderr)
         return 1
     comparison = compare_with_reference(beats, load_reference(args.reference))
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         args.metrics,
     )
-    log.info("ingest: %d beats in %.1f s", len(beats), time.perf_counter() - start)
+    log.info("ingest: %d beats in %.1f s", len(beats), time.perf_counter() - started)
     return 0
 
 

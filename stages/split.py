@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgbeats.dataset import class_counts, load_beats
-from ecgbeats.io import atomic_dir, write_json
-from ecgbeats.splits import (
+from ecgbeats.data.dataset import class_counts, load_beats
+from ecgbeats.data.splits import (
     EXCLUDED,
     INTERPATIENT_SETS,
     SplitError,
     interpatient_split,
     kaggle_split,
 )
+from ecgbeats.io import atomic_dir, write_json
 from stages.common import load_params, setup_logging
 
 

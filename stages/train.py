@@ -6,47 +6,28 @@ import argparse
 import dataclasses
 import hashlib
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
 from dvclive import Live
 from dvclive.lgbm import DVCLiveCallback
 
 from ecgbeats import __version__
-from ecgbeats.aami import CLASS_NAMES
-from ecgbeats.bundle import save_bundle
-from ecgbeats.compute import compute_client, train_booster_dask
-from ecgbeats.dataset import load_beats
-from ecgbeats.drift import build_profile
-from ecgbeats.evaluation import evaluate_predictions
+from ecgbeats.analysis.plots import learning_curves, save
+from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.dataset import load_beats
+from ecgbeats.features.groups import frozen_tsfresh, protocol_groups, split_features
+from ecgbeats.features.tsfresh_features import SETTINGS_FILE
 from ecgbeats.io import write_json
-from ecgbeats.model import predict_proba, train_booster
-from ecgbeats.plots import learning_curves, save
-from stages.common import (
-    TSFRESH_SETTINGS_FILE,
-    compute_config,
-    feature_groups,
-    load_params,
-    setup_logging,
-    split_features,
-    tsfresh_settings,
-)
+from ecgbeats.modelling.bundle import Preprocessing, save_bundle
+from ecgbeats.modelling.evaluation import evaluate_predictions
+from ecgbeats.modelling.model import predict_proba, train_booster
+from ecgbeats.operations.compute import ComputeConfig, compute_client, train_booster_dask
+from ecgbeats.operations.drift import build_profile
+from stages.common import load_params, setup_logging
 
 log = logging.getLogger("stages.train")
-
-
-def git_commit() -> dict[str, object]:
-    """The code the model was trained with: HEAD and whether the work tree differed from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True, check=True).stdout.strip())  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": dirty}
 
 
 def file_sha256(path: Path) -> str:
@@ -76,14 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params("train", args.params)
+    ingest = load_params("ingest", args.params)
     seed = int(params["seed"])
-    groups = feature_groups(params, args.protocol)
+    groups = protocol_groups(params["features"], args.protocol)
 
     inputs = {name: args.data / f"{name}.parquet" for name in ("train", "val")}
     train, val = (load_beats(inputs[name]) for name in ("train", "val"))
-    settings = tsfresh_settings(groups, args.tsfresh)
+    settings = frozen_tsfresh(groups, args.tsfresh)
     if settings is not None:
-        inputs["tsfresh_settings"] = args.tsfresh / TSFRESH_SETTINGS_FILE
+        inputs["tsfresh_settings"] = args.tsfresh / SETTINGS_FILE
     x_train, x_val = (
         split_features(frame, groups, args.tsfresh, name) for name, frame in (("train", train), ("val", val))
     )
@@ -91,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%s: %d training and %d validation beats, %d features", args.protocol, len(x_train), len(x_val),
              x_train.shape[1])  # fmt: skip
 
-    compute = compute_config(args.params)
+    compute = ComputeConfig.from_params(load_params("compute", args.params, optional=True))
     live = Live(dir=str(args.plots / "live"), dvcyaml=False, save_dvc_exp=False)
     start = time.perf_counter()
     with compute_client(compute) as client:  # local: None, nothing started
@@ -115,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "best_iteration": best,
         "iterations_run": len(history["val"]["multi_logloss"]),
-        "training_seconds": round(seconds, 1),
         "engine": compute.engine,
         "features": x_train.shape[1],
         "synthetic_training_beats": int(train["augmented"].sum()) if "augmented" in train else 0,
@@ -124,24 +105,22 @@ def main(argv: list[str] | None = None) -> int:
         "val_multi_logloss": round(history["val"]["multi_logloss"][best - 1], 6),
         "train_multi_logloss": round(history["train"]["multi_logloss"][best - 1], 6),
     }
-    with open(args.params) as handle:
-        all_params = yaml.safe_load(handle)
+    # deterministic: the same inputs and params give the same bytes (no clock, no commit: the commit
+    # that holds dvc.lock names the bundle's hash, and the inputs' hashes name the data)
     meta = {
         "protocol": args.protocol,
         "class_names": list(CLASS_NAMES),
+        "preprocessing": dataclasses.asdict(
+            Preprocessing(local_rr_beats=int(ingest["local_rr_beats"]), beat_end=ingest.get("beat_end", "next_beat"))
+        ),
         "features": {
             "groups": groups,
             "columns": list(x_train.columns),
             "tsfresh": dataclasses.asdict(settings) if settings is not None else None,
         },
         "provenance": {
-            **git_commit(),
             "ecgbeats_version": __version__,
-            "params": {
-                key: all_params[key]
-                for key in ("ingest", "split", "impute", "augment", "features", "train", "compute")
-                if key in all_params
-            },
+            "params": {"train": {**params, "features": groups}, "compute": {"engine": compute.engine}},
             "inputs": {str(path): file_sha256(path) for path in inputs.values()},
         },
         "training": summary,

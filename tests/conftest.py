@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgbeats.mitdb import sha256_file
+from ecgbeats.data.mitdb import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mitdb"
@@ -28,7 +28,7 @@ def fixture_manifest_sha256() -> str:
 
 @pytest.fixture(scope="session")
 def fixture_beats():
-    from ecgbeats.dataset import build_beat_table
+    from ecgbeats.data.dataset import build_beat_table
 
     return build_beat_table(FIXTURE_MIRROR, FIXTURE_RECORDS, progress=False)
 

@@ -12,7 +12,7 @@ import sys
 
 import uvicorn
 
-from ecgbeats.bundle import BundleError, verify_bundle
+from ecgbeats.modelling.bundle import BundleError, verify_bundle
 from ecgbeats.serving.api import create_app
 from ecgbeats.serving.settings import Settings
 

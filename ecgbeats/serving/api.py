@@ -7,6 +7,7 @@ bundle stops the start-up. Every input problem is a 4xx with a JSON body naming 
     {"error": "invalid_input", "message": "...", "errors": [{"field": "beats[0].samples[3]", ...}]}
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -26,9 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import ecgbeats
-from ecgbeats.aami import CLASS_DESCRIPTIONS
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.bundle import BundleError, bundle_digest, load_bundle
+from ecgbeats.data.aami import CLASS_DESCRIPTIONS
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.modelling.bundle import BundleError, bundle_digest, load_bundle
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import (
     MAX_LENGTH,
@@ -390,6 +391,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def model_info(request: Request) -> dict[str, Any]:
         scorer = scorer_of(request)
         meta = scorer.bundle.meta
+        # read only when drift is enabled, which lifespan does only for a bundle with a reference profile
+        reference = cast(dict[str, Any], scorer.bundle.reference)
         return {
             "version": scorer.version,
             "digest": scorer.digest,
@@ -399,6 +402,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"code": i, "name": name, "description": CLASS_DESCRIPTIONS.get(name, "")}
                 for i, name in enumerate(scorer.class_names)
             ],
+            "preprocessing": dataclasses.asdict(scorer.bundle.preprocessing),
             "features": {"groups": meta["features"]["groups"], "count": len(meta["features"]["columns"])},
             "provenance": meta.get("provenance"),
             "training": meta.get("training"),
@@ -407,7 +411,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "drift": None
             if metrics.drift is None
             else {
-                "reference": {k: scorer.bundle.reference.get(k) for k in ("source", "n_beats", "thresholds")},
+                "reference": {k: reference.get(k) for k in ("source", "n_beats", "thresholds")},
                 "features": metrics.drift.features,
                 "window": metrics.drift.window,
                 "min_beats": metrics.drift.min_beats,

@@ -37,11 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.bundle import BundleError, load_bundle
-from ecgbeats.dataset import SAMPLE_COLUMNS, InputDataError, record_beats
-from ecgbeats.features import RR_COLUMNS
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.dataset import SAMPLE_COLUMNS, InputDataError, record_beats
+from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.io import atomic_path, write_csv
+from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
 from ecgbeats.serving.settings import Settings
 
@@ -202,7 +202,9 @@ def wfdb_frames(path: Path, scorer: Scorer, peaks: str, channel: int) -> pd.Data
     base = _record_base(path)
     if peaks == "annotations":
         try:
-            frame = record_beats(base.parent, base.name, local_rr_beats=scorer.local_rr_beats)
+            preprocessing = scorer.bundle.preprocessing  # cut as the model's training beats were
+            frame = record_beats(base.parent, base.name, local_rr_beats=preprocessing.local_rr_beats,
+                                 beat_end=preprocessing.beat_end)  # fmt: skip
         except InputDataError as err:
             raise BatchInputError(str(err)) from err
         if channel != 0:

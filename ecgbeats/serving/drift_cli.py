@@ -6,7 +6,7 @@
 BEATS is a beat-table parquet or a Kaggle-format CSV (the batch CLI's readers). Malformed rows are
 skipped and counted (the report says how many); the good ones are scored by the bundle through
 ``Scorer`` (the API's code path) for the predicted class mix, and their key features
-(``ecgbeats.drift.key_features``) are compared with the bundle's ``reference.json``: PSI and KS per
+(``ecgbeats.operations.drift.key_features``) are compared with the bundle's ``reference.json``: PSI and KS per
 feature, PSI and chi-square for the predicted class mix.
 
 Exit codes: 0 done (and, with ``--fail-on-drift``, no major drift); 1 major drift found with
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgbeats import drift
-from ecgbeats.bundle import BundleError, load_bundle
 from ecgbeats.io import atomic_path, write_json
+from ecgbeats.modelling.bundle import BundleError, load_bundle
+from ecgbeats.operations import drift
 from ecgbeats.serving.batch import (
     PROBLEM,
     BatchInputError,
@@ -76,16 +76,13 @@ def read_batch(path: Path, scorer: Scorer, chunk_size: int = CHUNK) -> tuple[pd.
 
 def drift_figure(report: dict[str, Any], profile: dict[str, Any], keys: pd.DataFrame, title: str):  # noqa: ANN201
     """PSI per key feature and for the class mix (with the thresholds), the class mix, and the CDFs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the figure only: the service never imports matplotlib
 
     names = list(report["features"])
     n_cdf = len(names)
     cols = 4
     rows = 1 + int(np.ceil(n_cdf / cols))
-    fig = plt.figure(figsize=(4 * cols, 3.2 * rows))
+    fig = Figure(figsize=(4 * cols, 3.2 * rows))
     grid = fig.add_gridspec(rows, cols)
     ax = fig.add_subplot(grid[0, :2])
     labels = [*names, "class_mix"]
@@ -169,11 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(report, args.out)
     if args.figure:
         fig = drift_figure(report, bundle.reference, keys, f"{name} against {scorer.version}")
-        import matplotlib.pyplot as plt
-
         with atomic_path(args.figure) as tmp:
             fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
     worst, mix = report["worst"], report["class_mix"]["psi"]
     print(f"{name}: {report['n_beats']} beats, level {report['level']}, drift {report['drift']} "
           f"(worst: {worst['name']} PSI {worst['psi']:.3f}; class mix PSI {mix:.3f})")  # fmt: skip

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ecgbeats import drift
+from ecgbeats.operations import drift
 from ecgbeats.serving.scoring import PredictionObserver
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The one code path from beats, or from a raw ECG strip, to class predictions.
 
 Both the HTTP service and the batch CLI call :class:`Scorer`; neither builds features or calls the
-booster itself. A strip is segmented by ``ecgbeats.beats.cut_beats`` (the function ``ingest`` uses)
-at R peaks found by wfdb's XQRS detector, with RR intervals from ``ecgbeats.beats.rr_intervals``.
+booster itself. A strip is segmented by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest`` uses)
+at R peaks found by wfdb's XQRS detector, with RR intervals from ``ecgbeats.data.beats.rr_intervals``.
 
 Input limits (shared by the API's request models and the batch CLI's row checks):
 
@@ -26,17 +26,16 @@ import numpy as np
 import pandas as pd
 
 import ecgbeats
-from ecgbeats.beats import BEAT_SAMPLES, cut_beats, rr_intervals
-from ecgbeats.bundle import ModelBundle, bundle_digest
-from ecgbeats.dataset import SAMPLE_COLUMNS, padded_length
-from ecgbeats.features import RR_COLUMNS
+from ecgbeats.data.beats import BEAT_SAMPLES, cut_beats, rr_intervals
+from ecgbeats.data.dataset import SAMPLE_COLUMNS, padded_length
+from ecgbeats.features.groups import RR_COLUMNS
+from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
 
 log = logging.getLogger(__name__)
 
 VALUE_TOLERANCE = 1e-6  # how far outside [0, 1] a beat value may be (round-off), clipped to [0, 1]
 MAX_RR_SECONDS = 10.0  # longest RR interval accepted (a 6 beats/min rhythm; real pauses are shorter)
 MAX_LENGTH = 2000  # longest unpadded beat, in 120 Hz samples (about 16 s)
-DEFAULT_LOCAL_RR_BEATS = 10
 MIN_PEAKS = 2  # a beat runs from its R peak to the next one
 
 
@@ -88,7 +87,7 @@ def row_problems(frame: pd.DataFrame) -> pd.Series:
     """
     problems = pd.Series("", index=frame.index, dtype=object)
 
-    def flag(mask: np.ndarray, message: Callable[[int], str]) -> None:
+    def flag(mask: np.ndarray, message: Callable[[np.intp], str]) -> None:
         for pos in np.flatnonzero(mask & (problems.to_numpy() == "")):
             problems.iloc[pos] = message(pos)
 
@@ -106,7 +105,12 @@ def row_problems(frame: pd.DataFrame) -> pd.Series:
         if col in frame:
             rr = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
             bad = ~np.isnan(rr) & ~((rr > 0) & (rr <= MAX_RR_SECONDS))
-            flag(bad, lambda i, col=col, rr=rr: f"{col}: {rr[i]:g} is not in (0, {MAX_RR_SECONDS:g}] seconds")
+
+            # a def, not a lambda: mypy cannot infer the type of a lambda with default arguments
+            def rr_message(i: np.intp, col: str = col, rr: np.ndarray = rr) -> str:
+                return f"{col}: {rr[i]:g} is not in (0, {MAX_RR_SECONDS:g}] seconds"
+
+            flag(bad, rr_message)
     if "length" in frame:
         length = frame["length"].to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isnan(length) & ~((length >= 0) & (length <= MAX_LENGTH) & (length == np.round(length)))
@@ -204,9 +208,7 @@ class Scorer:
         self.digest = bundle_digest(bundle.path)
         self.version = version or model_version(bundle, self.digest)
         self.observers: list[PredictionObserver] = list(observers)
-        provenance = bundle.meta.get("provenance") or {}
-        ingest = (provenance.get("params") or {}).get("ingest") or {}
-        self.local_rr_beats = int(ingest.get("local_rr_beats", DEFAULT_LOCAL_RR_BEATS))
+        self.local_rr_beats = bundle.preprocessing.local_rr_beats  # as the training beats were made
 
     @property
     def class_names(self) -> list[str]:
@@ -219,7 +221,7 @@ class Scorer:
         features = self.bundle.features(beats)
         # a float64 array, not the DataFrame: LightGBM's pandas conversion costs ~1.4 ms per call;
         # the columns are already in the training order (ModelBundle.features reindexes them)
-        threads = {} if self.num_threads is None else {"num_threads": self.num_threads}
+        threads: dict[str, Any] = {} if self.num_threads is None else {"num_threads": self.num_threads}
         values = features.to_numpy(dtype=np.float64)
         proba = np.asarray(self.bundle.booster.predict(values, **threads), dtype=np.float64).reshape(len(beats), -1)
         for observe in self.observers:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from ecgbeats.bundle import save_bundle
+from ecgbeats.modelling.bundle import save_bundle
 from ecgbeats.serving.api import create_app
 from ecgbeats.serving.settings import Settings
 from tests.conftest import ROOT
@@ -33,7 +33,7 @@ def bundle_dir(tmp_path_factory, fixture_model) -> Path:  # noqa: F811
     booster, groups, columns = fixture_model
     path = tmp_path_factory.mktemp("serving") / "bundle"
     meta = bundle_meta(groups, columns)
-    meta["provenance"] = {"commit": "0" * 40, "ecgbeats_version": "0.1.0", "params": {"ingest": {"local_rr_beats": 10}}}
+    meta["provenance"] = {"ecgbeats_version": "0.1.0", "params": {"train": {"seed": 0}}}
     meta["validation"] = {"macro_f1": 0.5}
     save_bundle(path, booster, meta)
     return path
@@ -41,7 +41,7 @@ def bundle_dir(tmp_path_factory, fixture_model) -> Path:  # noqa: F811
 
 @pytest.fixture(scope="session")
 def scorer(bundle_dir):
-    from ecgbeats.bundle import load_bundle
+    from ecgbeats.modelling.bundle import load_bundle
     from ecgbeats.serving.scoring import Scorer
 
     return Scorer(load_bundle(bundle_dir))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgbeats.dataset import SAMPLE_COLUMNS
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
 from ecgbeats.serving.batch import main
 from ecgbeats.serving.scoring import beat_frame
 from tests.api.conftest import server_env

@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from scipy.stats import ks_2samp
 
-from ecgbeats import drift
-from ecgbeats.bundle import MANIFEST_FILE, REFERENCE_FILE, BundleError, load_bundle, save_bundle
-from ecgbeats.dataset import SAMPLE_COLUMNS
-from ecgbeats.features import build_features
-from ecgbeats.model import predict_proba
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.features.groups import build_features
+from ecgbeats.modelling.bundle import MANIFEST_FILE, REFERENCE_FILE, BundleError, load_bundle, save_bundle
+from ecgbeats.modelling.model import predict_proba
+from ecgbeats.operations import drift
 from ecgbeats.serving import drift_cli
 from ecgbeats.serving.api import create_app
 from ecgbeats.serving.settings import Settings

@@ -8,7 +8,7 @@ import pytest
 import wfdb
 from scipy.signal import resample_poly
 
-from ecgbeats.dataset import SAMPLE_COLUMNS, read_kaggle_csv, record_beats
+from ecgbeats.data.dataset import SAMPLE_COLUMNS, read_kaggle_csv, record_beats
 from ecgbeats.serving import scoring
 from ecgbeats.serving.scoring import Scorer, ScoringError, beat_frame, row_problems
 from tests.conftest import FIXTURE_MIRROR
@@ -30,9 +30,12 @@ def test_the_service_and_the_csv_reader_find_the_padding_the_same_way(tmp_path, 
     np.testing.assert_array_equal(beat_frame(values)["length"], expected)  # the API's beats without a length
 
 
-def test_strip_path_cuts_exactly_as_ingest_at_the_same_peaks(scorer, monkeypatch):
-    """Given the annotated R peaks, the strip path yields ingest's beats, lengths and RR intervals."""
-    expected = record_beats(FIXTURE_MIRROR, "213")
+@pytest.mark.parametrize("beat_end", ["next_beat", "next_annotation"])
+def test_strip_path_cuts_exactly_as_ingest_at_the_same_peaks(scorer, monkeypatch, beat_end):
+    """Given the annotated R peaks, the strip path yields ingest's beats, lengths and RR intervals; with
+    the published rule (``next_annotation``) except where a non-beat annotation (rhythm change, noise
+    mark) ends ingest's beat early: a strip has no such marks."""
+    expected = record_beats(FIXTURE_MIRROR, "213", beat_end=beat_end)
     signal, fs = strip("213")
     peaks = np.append(expected["r_peak"].to_numpy(), 64799)  # the last beat needs a following peak
     ann = wfdb.rdann(str(FIXTURE_MIRROR / "213"), "atr")
@@ -40,12 +43,19 @@ def test_strip_path_cuts_exactly_as_ingest_at_the_same_peaks(scorer, monkeypatch
     monkeypatch.setattr(scoring, "detect_r_peaks", lambda signal, fs: peaks)
     got_peaks, beats = scorer.strip_beats(signal, fs)
     np.testing.assert_array_equal(beats["r_peak"], expected["r_peak"])
-    np.testing.assert_array_equal(beats["length"], expected["length"])
-    np.testing.assert_allclose(beats[SAMPLE_COLUMNS], expected[SAMPLE_COLUMNS], atol=1e-6)
+    same = np.ones(len(expected), bool)
+    if beat_end == "next_annotation":  # a beat's stop depends on the two annotations after its peak
+        is_peak = np.isin(ann.sample, peaks)
+        nxt = np.searchsorted(ann.sample, expected["r_peak"].to_numpy(), side="right")
+        same = is_peak[nxt] & is_peak[np.minimum(nxt + 1, len(ann.sample) - 1)]
+        assert 0 < (~same).sum() < len(same) // 4
+        assert (expected["length"][~same] < beats["length"][~same]).all()
+    np.testing.assert_array_equal(beats["length"][same], expected["length"][same])
+    np.testing.assert_allclose(beats[SAMPLE_COLUMNS][same], expected[SAMPLE_COLUMNS][same], atol=1e-6)
     for col in ("rr_prev", "rr_next", "rr_local"):  # record 213's beats are all AAMI beats
         np.testing.assert_allclose(beats[col], expected[col], rtol=1e-6, equal_nan=True)
     np.testing.assert_allclose(
-        scorer.score_beats(beats).probabilities, scorer.bundle.predict_proba(expected), atol=1e-5
+        scorer.score_beats(beats[same]).probabilities, scorer.bundle.predict_proba(expected[same]), atol=1e-5
     )
 
 
@@ -82,7 +92,7 @@ def test_a_flat_strip_is_unscorable_naming_the_signal(scorer):
 
 
 def test_model_version_from_meta_or_settings(scorer, bundle_dir):
-    from ecgbeats.bundle import load_bundle
+    from ecgbeats.modelling.bundle import load_bundle
 
     assert scorer.version == f"0.1.0+fixture.{scorer.digest[:12]}"
     assert Scorer(load_bundle(bundle_dir), version="2.3.1").version == "2.3.1"

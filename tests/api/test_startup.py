@@ -9,7 +9,7 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from ecgbeats.bundle import MODEL_FILE, BundleError
+from ecgbeats.modelling.bundle import MODEL_FILE, BundleError
 from ecgbeats.serving.api import create_app
 from ecgbeats.serving.settings import Settings
 from tests.api.conftest import free_port, server_env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecgbeats.dataset import SAMPLE_COLUMNS, build_beat_table, class_counts
+from ecgbeats.data.dataset import SAMPLE_COLUMNS, build_beat_table, class_counts
 
 PUBLISHED_COUNTS = {"N": 90589, "S": 2779, "V": 7236, "F": 803, "Q": 8039}
 
@@ -40,11 +40,25 @@ def test_full_database_reproduces_the_published_counts(full_mirror):
     assert beats["record"].nunique() == 48
     check_invariants(beats)
     assert beats.groupby("record")["beat_index"].max().min() > 1000
+    from ecgbeats.data.fidelity import compare_with_reference, load_reference, summarize
+    from tests.conftest import ROOT
+
+    reference = load_reference(ROOT / "references" / "kaggle")
+    fidelity = summarize(compare_with_reference(beats, reference))
+    assert (fidelity["rows"], fidelity["exact"]) == (520, 503)
+    assert int((beats["length"] > 187).sum()) == 1601
+    # the published rule: a beat ends at the next annotation of any type
+    published = build_beat_table(full_mirror, records, beat_end="next_annotation", progress=False)
+    assert len(published) == 109_446 and class_counts(published["label"]) == PUBLISHED_COUNTS
+    check_invariants(published)
+    fidelity = summarize(compare_with_reference(published, reference))
+    assert (fidelity["rows"], fidelity["exact"]) == (520, 520)
+    assert int((published["length"] > 187).sum()) == 931  # beats cut at a non-beat annotation are shorter
 
 
 @pytest.mark.mirror
 def test_full_database_matches_the_published_reference_rows(full_mirror):
-    from ecgbeats.fidelity import compare_with_reference, load_reference
+    from ecgbeats.data.fidelity import compare_with_reference, load_reference
     from tests.conftest import ROOT
 
     records = ["103", "114", "122"]  # sources of four published reference rows
@@ -56,3 +70,45 @@ def test_full_database_matches_the_published_reference_rows(full_mirror):
     assert (found["max_abs"] == 0).all()
     assert found["record"].tolist() == ["103", "114", "122", "122"]
     assert (found["length_published"] == found["length_rebuilt"]).all()
+
+
+def test_committed_rebuild_matches_the_published_reference_rows():
+    """metrics/data.json comes from ingest on the full database: with the published rule every one of
+    the 520 reference rows bit for bit, with the default rule all but the 17 cut at a non-beat mark."""
+    import json
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    fidelity = json.loads((ROOT / "metrics" / "data.json").read_text())["fidelity"]
+    beat_end = yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"]["beat_end"]
+    assert fidelity["rows"] == 520
+    assert fidelity["exact"] == {"next_annotation": 520, "next_beat": 503}[beat_end]
+    assert fidelity["exact"] + fidelity["inexact"] == 520
+
+
+def test_fixture_beats_end_at_non_beat_annotations():
+    """A beat followed by a rhythm, noise or comment mark stops there, not at the next R peak."""
+    from ecgbeats.data.aami import SYMBOL_TO_LABEL
+    from ecgbeats.data.beats import DECIMATION, TAIL_DIVISOR
+    from ecgbeats.data.dataset import read_record
+    from tests.conftest import FIXTURE_MIRROR as mirror
+
+    records = (mirror / "RECORDS").read_text().split()
+    checked = 0
+    for record in records:
+        signal, fs, _, samples, symbols = read_record(mirror, record)
+        symbols = np.asarray(symbols, dtype=object)
+        beats = build_beat_table(mirror, [record], beat_end="next_annotation", progress=False)
+        plain = build_beat_table(mirror, [record], progress=False).set_index("r_peak")["length"]
+        peaks = samples[np.isin(symbols, list(SYMBOL_TO_LABEL))]
+        for row in beats.itertuples():
+            after = samples[samples > row.r_peak]
+            if len(after) < 2 or after[0] in peaks:
+                continue
+            stop = after[0] + (after[1] - after[0]) // TAIL_DIVISOR
+            assert row.length == len(range(row.r_peak, min(stop, len(signal)), DECIMATION))
+            assert row.length < plain[row.r_peak]  # the default rule runs on to the next R peak
+            checked += 1
+    assert checked > 0, "the fixture excerpts hold no beat followed by a non-beat annotation"

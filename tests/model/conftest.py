@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from ecgbeats.aami import CLASS_NAMES
-from ecgbeats.features import build_features
-from ecgbeats.model import train_booster
-from ecgbeats.splits import stratified_pick
+from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.splits import stratified_pick
+from ecgbeats.features.groups import build_features
+from ecgbeats.modelling.model import train_booster
 
 FIXTURE_TRAIN_PARAMS = {
     "class_weight": "sqrt",
@@ -27,8 +27,9 @@ def bundle_meta(groups, columns):
     return {
         "protocol": "fixture",
         "class_names": list(CLASS_NAMES),
+        "preprocessing": {"local_rr_beats": 10},
         "features": {"groups": list(groups), "columns": list(columns)},
-        "provenance": {"commit": None},
+        "provenance": {"ecgbeats_version": "0.1.0"},
     }
 
 

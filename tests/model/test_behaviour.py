@@ -8,9 +8,9 @@ import pandas as pd
 from dvclive import Live
 from dvclive.lgbm import DVCLiveCallback
 
-from ecgbeats.dataset import SAMPLE_COLUMNS
-from ecgbeats.features import build_features
-from ecgbeats.model import predict_proba, train_booster
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.features.groups import build_features
+from ecgbeats.modelling.model import predict_proba, train_booster
 from tests.model.conftest import FIXTURE_TRAIN_PARAMS, GROUPS
 
 

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ecgbeats.bundle import MANIFEST_FILE, META_FILE, MODEL_FILE, BundleError, load_bundle, save_bundle
+from ecgbeats.modelling.bundle import MANIFEST_FILE, META_FILE, MODEL_FILE, BundleError, load_bundle, save_bundle
 from tests.model.conftest import bundle_meta
 
 
@@ -69,9 +69,8 @@ def test_bundle_carries_the_tsfresh_selection_and_scores_like_training(tmp_path,
     beats (the service's path, extraction on the fly) gives the values the model was trained on."""
     import yaml
 
-    from ecgbeats.tsfeatures import extract, extract_selected, freeze, select
+    from ecgbeats.features.tsfresh_features import SETTINGS_FILE, extract, extract_selected, freeze, select
     from stages import train as train_stage
-    from stages.common import TSFRESH_SETTINGS_FILE
     from tests.model.conftest import FIXTURE_TRAIN_PARAMS
 
     train, val = fixture_split
@@ -83,11 +82,14 @@ def test_bundle_carries_the_tsfresh_selection_and_scores_like_training(tmp_path,
     small = {"maximum": None, "standard_deviation": None, "abs_energy": None, "skewness": None}
     selected, _ = select(extract(train, small), train["label"].to_numpy(), fdr_level=0.05, top_k=3)
     settings = freeze(selected)
-    settings.to_json(features / TSFRESH_SETTINGS_FILE)
+    settings.to_json(features / SETTINGS_FILE)
     for name, frame in (("train", train), ("val", val)):
         extract_selected(frame, settings).to_parquet(features / f"{name}.parquet", index=False)
     groups = ["length", "rr", "tsfresh"]
-    params = {"train": {**FIXTURE_TRAIN_PARAMS, "seed": 0, "features": {"fixture": groups}}}
+    params = {
+        "ingest": {"local_rr_beats": 10},
+        "train": {**FIXTURE_TRAIN_PARAMS, "seed": 0, "features": {"fixture": groups}},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     args = ["--protocol", "fixture", "--data", str(data), "--model", str(tmp_path / "model"),
             "--metrics", str(tmp_path / "train.json"), "--plots", str(tmp_path / "plots"),
@@ -104,3 +106,23 @@ def test_bundle_carries_the_tsfresh_selection_and_scores_like_training(tmp_path,
     batch = bundle.predict_proba(val)
     one = bundle.predict_proba(val.iloc[[3]])
     np.testing.assert_allclose(one[0], batch[3], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [(None, "has no preprocessing block"), ({"local_rr_beats": 10, "window": 3}, "malformed preprocessing block")],
+)
+def test_a_bundle_without_a_valid_preprocessing_contract_is_refused(tmp_path, fixture_model, block, message):
+    booster, groups, columns = fixture_model
+    meta = bundle_meta(groups, columns)
+    meta.pop("preprocessing")
+    if block is not None:
+        meta["preprocessing"] = block
+    save_bundle(tmp_path / "bundle", booster, meta)  # a consistent manifest: only the contract is wrong
+    with pytest.raises(BundleError, match=message):
+        load_bundle(tmp_path / "bundle")
+
+
+def test_the_preprocessing_contract_is_typed(saved):
+    contract = load_bundle(saved).preprocessing
+    assert (contract.local_rr_beats, contract.beat_end, contract.beat_samples) == (10, "next_beat", 187)

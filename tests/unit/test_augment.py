@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgbeats.aami import CLASS_NAMES
-from ecgbeats.augment import TRANSFORMS, AugmentConfig, apply_transform, augment_training, augmentation_plan
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.dataset import META_COLUMNS, SAMPLE_COLUMNS
+from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.dataset import META_COLUMNS, SAMPLE_COLUMNS
+from ecgbeats.processing.augment import TRANSFORMS, AugmentConfig, apply_transform, augment_training, augmentation_plan
 
 
 def _beats(counts: dict[str, int], seed: int = 0) -> pd.DataFrame:

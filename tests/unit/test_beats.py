@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecgbeats.beats import BEAT_SAMPLES, cut_beats, minmax_scale, rr_intervals
+from ecgbeats.data.beats import BEAT_SAMPLES, cut_beats, minmax_scale, rr_intervals
 
 
 def test_beat_runs_from_its_peak_to_the_next_plus_a_fifth_of_the_following_interval():
@@ -75,3 +75,18 @@ def test_rr_intervals_previous_next_and_local_average():
     # beat 3 (index 3): intervals 1..4 -> (1 + 0.5 + 1 + 1) / 4
     assert rr["rr_local"][3] == pytest.approx(3.5 / 4)
     assert rr["rr_prev"][3] / rr["rr_local"][3] < 0.6
+
+
+def test_a_non_beat_annotation_ends_the_beat_before_the_next_r_peak():
+    # peaks at 0, 300 and 600; a rhythm or noise annotation at 150 ends the first beat there, plus a
+    # fifth of the interval to the next annotation (the peak at 300): 150 + 150 // 5 = 180
+    signal = np.arange(900, dtype=float)
+    beats = cut_beats(signal, 360, np.array([0, 300, 600]), bounds=np.array([0, 150, 300, 600]))
+    plain = cut_beats(signal, 360, np.array([0, 300, 600]))
+    assert beats.lengths.tolist() == [len(range(0, 180, 3)), plain.lengths[1]]
+    assert plain.lengths[0] == len(range(0, 300 + 300 // 5, 3))
+
+
+def test_bounds_outside_the_signal_are_rejected():
+    with pytest.raises(ValueError, match="bounds"):
+        cut_beats(np.zeros(100), 360, np.array([10, 50]), bounds=np.array([10, 50, 200]))

@@ -23,7 +23,11 @@ import pytest
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from ecgbeats.compute import (
+from ecgbeats.data.dataset import InputDataError, partitioned_records, read_partitioned, write_partitioned
+from ecgbeats.features.groups import build_features
+from ecgbeats.features.tsfresh_features import extract, extract_selected, freeze
+from ecgbeats.modelling.model import predict_proba, train_booster
+from ecgbeats.operations.compute import (
     ComputeConfig,
     SchedulerUnreachableError,
     _weight_lookup,
@@ -36,10 +40,6 @@ from ecgbeats.compute import (
     train_booster_dask,
     tsfresh_distributor,
 )
-from ecgbeats.dataset import InputDataError, partitioned_records, read_partitioned, write_partitioned
-from ecgbeats.features import build_features
-from ecgbeats.model import predict_proba, train_booster
-from ecgbeats.tsfeatures import extract, extract_selected, freeze
 
 MACRO_F1_TOLERANCE = 0.05  # |macro-F1 (lightgbm.dask) - macro-F1 (local)| on the same validation beats
 CALCULATORS = {"mean": None, "maximum": None, "standard_deviation": None, "skewness": None, "abs_energy": None,
@@ -113,13 +113,13 @@ def test_local_engine_starts_no_dask():
     """In a fresh interpreter: the local engine and the local extraction never import ``distributed``."""
     code = """
 import sys, threading
-from ecgbeats.compute import ComputeConfig, compute_client
+from ecgbeats.operations.compute import ComputeConfig, compute_client
 assert not [m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")], "compute imported dask"
 with compute_client(ComputeConfig.from_params({"engine": "local"})) as client:
     assert client is None
     import numpy as np, pandas as pd
-    from ecgbeats.dataset import SAMPLE_COLUMNS
-    from ecgbeats.tsfeatures import extract_selected, freeze
+    from ecgbeats.data.dataset import SAMPLE_COLUMNS
+    from ecgbeats.features.tsfresh_features import extract_selected, freeze
     beats = pd.DataFrame(np.random.default_rng(0).random((5, 187)), columns=SAMPLE_COLUMNS).assign(length=150)
     assert extract_selected(beats, freeze(["beat__mean"])).shape == (5, 1)
 assert "distributed" not in sys.modules, "the local path imported distributed"
@@ -174,6 +174,7 @@ def test_dask_reads_only_the_requested_partitions(tmp_path, fixture_beats):
 # --- tsfresh on the cluster --------------------------------------------------------------------
 
 
+@pytest.mark.dask
 def test_tsfresh_distributor_gives_identical_features(client, fixture_beats, settings):
     beats = fixture_beats.iloc[::2]
     local = extract_selected(beats, settings, n_jobs=0)
@@ -183,6 +184,7 @@ def test_tsfresh_distributor_gives_identical_features(client, fixture_beats, set
     assert client.status == "running"
 
 
+@pytest.mark.dask
 def test_partitioned_extraction_gives_identical_features(tmp_path, client, fixture_beats, settings):
     directory = tmp_path / "beats"
     write_partitioned(fixture_beats, directory)
@@ -197,6 +199,7 @@ def test_partitioned_extraction_gives_identical_features(tmp_path, client, fixtu
     assert got["beat_index"].tolist() == expected["beat_index"].tolist()
 
 
+@pytest.mark.dask
 def test_partitioned_path_returns_the_rows_in_the_tables_order(tmp_path, client, fixture_beats, settings):
     beats = fixture_beats.sample(frac=0.5, random_state=1).reset_index(drop=True)  # records interleaved
     directory = tmp_path / "shared" / "split"
@@ -210,7 +213,7 @@ def test_partitioned_path_returns_the_rows_in_the_tables_order(tmp_path, client,
 def _features_stage_inputs(tmp_path, fixture_beats, compute: dict, name: str) -> tuple[list[str], Path]:
     import yaml
 
-    from ecgbeats.splits import stratified_pick
+    from ecgbeats.data.splits import stratified_pick
 
     data = tmp_path / "data"
     if not data.exists():
@@ -233,6 +236,7 @@ def _features_stage_inputs(tmp_path, fixture_beats, compute: dict, name: str) ->
             "--metrics", str(tmp_path / f"{name}.json"), "--params", str(params)], out  # fmt: skip
 
 
+@pytest.mark.dask
 def test_features_stage_on_the_cluster_reads_record_partitions_and_matches_local(tmp_path, fixture_beats, cluster):
     import json
 
@@ -281,6 +285,7 @@ def test_best_iteration_follows_the_patience_rule():
     assert best_iteration([1.0], patience=3) == 1
 
 
+@pytest.mark.dask
 def test_lightgbm_dask_model_is_comparable_to_local(client, split):
     x_train, x_val, y_train, y_val = split
     local, local_history = train_booster(x_train, y_train, x_val, y_val, TRAIN_PARAMS, seed=1)
@@ -305,6 +310,7 @@ def test_lightgbm_dask_model_is_comparable_to_local(client, split):
     assert f1_dask > 0.8
 
 
+@pytest.mark.dask
 def test_lightgbm_dask_refuses_a_missing_class(client, split):
     x_train, x_val, y_train, y_val = split
     keep = y_train != 4
@@ -319,24 +325,26 @@ def test_lightgbm_dask_refuses_a_missing_class(client, split):
 def _stage_inputs(tmp_path, fixture_beats, compute: dict) -> list[str]:
     import yaml
 
-    from ecgbeats.splits import stratified_pick
+    from ecgbeats.data.splits import stratified_pick
 
     data = tmp_path / "data"
     data.mkdir()
     val = stratified_pick(fixture_beats["label"].to_numpy(), 0.25, seed=0)
     fixture_beats[~val].reset_index(drop=True).to_parquet(data / "train.parquet", index=False)
     fixture_beats[val].reset_index(drop=True).to_parquet(data / "val.parquet", index=False)
-    params = {"train": {**TRAIN_PARAMS, "seed": 0, "features": ["samples", "length", "rr"]}, "compute": compute}
+    params = {"ingest": {"local_rr_beats": 10}, "compute": compute,
+              "train": {**TRAIN_PARAMS, "seed": 0, "features": ["samples", "length", "rr"]}}  # fmt: skip
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return ["--protocol", "fixture", "--data", str(data), "--model", str(tmp_path / "model"),
             "--metrics", str(tmp_path / "train.json"), "--plots", str(tmp_path / "plots"),
             "--params", str(tmp_path / "params.yaml")]  # fmt: skip
 
 
+@pytest.mark.dask
 def test_train_stage_on_the_cluster_writes_an_ordinary_bundle(tmp_path, fixture_beats, cluster):
     import json
 
-    from ecgbeats.bundle import load_bundle
+    from ecgbeats.modelling.bundle import load_bundle
     from stages import train as train_stage
 
     compute = {"engine": "dask", "scheduler": cluster.scheduler_address, "connect_timeout": 20, "num_boost_round": 60}

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import wfdb
 
-from ecgbeats.aami import BEAT_SYMBOLS, SYMBOL_TO_LABEL
-from ecgbeats.dataset import (
+from ecgbeats.data.aami import BEAT_SYMBOLS, SYMBOL_TO_LABEL
+from ecgbeats.data.dataset import (
     META_COLUMNS,
     SAMPLE_COLUMNS,
     InputDataError,

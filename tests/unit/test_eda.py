@@ -9,12 +9,12 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from ecgbeats import eda, eda_report
-from ecgbeats.aami import DS1, DS2
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.dataset import SAMPLE_COLUMNS
-from ecgbeats.splits import kaggle_split
-from stages import eda as stage
+from ecgbeats.analysis import eda, eda_report
+from ecgbeats.data.aami import DS1, DS2
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.data.splits import kaggle_split
+from studies import eda as stage
 from tests.conftest import ROOT
 
 EDA_PARAMS = {

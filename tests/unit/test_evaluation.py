@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecgbeats.evaluation import bootstrap_ci, confused_pairs, evaluate_predictions, expected_calibration_error
+from ecgbeats.modelling.evaluation import bootstrap_ci, confused_pairs, evaluate_predictions, expected_calibration_error
 
 
 def one_hot(pred, k=5, confidence=1.0):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.dataset import SAMPLE_COLUMNS
-from ecgbeats.features import FEATURE_GROUPS, build_features, downsampled, morphology, rr_normalised
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.features.groups import FEATURE_GROUPS, build_features, downsampled, morphology, rr_normalised
 
 
 def _beats() -> pd.DataFrame:
@@ -70,8 +70,8 @@ def test_downsampled_and_masked_and_rr_norm():
 def test_one_beat_at_a_time_gives_exactly_the_batch_values(fixture_beats):
     """The service scores one beat per request, the pipeline a whole split per call: every group,
     tsfresh included, must give the same values in the same column order either way."""
+    from ecgbeats.features.tsfresh_features import freeze
     from ecgbeats.serving.scoring import beat_frame
-    from ecgbeats.tsfeatures import freeze
 
     beats = fixture_beats.groupby("label").head(8).reset_index(drop=True)
     settings = freeze(["beat__maximum", "beat__abs_energy", 'beat__fft_coefficient__attr_"abs"__coeff_1'])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecgbeats.gate import (
+from ecgbeats.operations.gate import (
     GateConfigError,
     Guard,
     accepted_regressions,

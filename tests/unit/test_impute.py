@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.dataset import SAMPLE_COLUMNS
-from ecgbeats.impute import (
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.processing.impute import (
     METHODS,
     GapModel,
     KnnBeatImputer,

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from ecgbeats.mitdb import DataIntegrityError, FetchError, fetch_mitdb, parse_manifest, sha256_file, verify_directory
+from ecgbeats.data.mitdb import (
+    DataIntegrityError,
+    FetchError,
+    fetch_mitdb,
+    parse_manifest,
+    sha256_file,
+    verify_directory,
+)
 from tests.conftest import FIXTURE_MIRROR, FIXTURE_RECORDS
 
 

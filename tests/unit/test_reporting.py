@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ecgbeats.reporting import ReportError, markdown_table, render
+from ecgbeats.analysis.reporting import ReportError, markdown_table, render
 
 
 def test_render_fills_values_and_formats_numbers():

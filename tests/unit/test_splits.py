@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecgbeats.aami import DS1, DS2
-from ecgbeats.splits import SplitError, interpatient_split, kaggle_split
+from ecgbeats.data.aami import DS1, DS2
+from ecgbeats.data.splits import SplitError, interpatient_split, kaggle_split
 
 
 def labels_with_shares(n=5000, seed=0):

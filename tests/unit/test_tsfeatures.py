@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgbeats.beats import BEAT_SAMPLES
-from ecgbeats.dataset import SAMPLE_COLUMNS
-from ecgbeats.features import build_features
-from ecgbeats.tsfeatures import (
+from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.features.groups import build_features
+from ecgbeats.features.tsfresh_features import (
     TsfreshSettings,
     candidate_parameters,
     extract,

@@ -1,0 +1,1 @@
+"""Studies and reports: EDA, data-shift analysis, figures and report rendering."""

@@ -1,0 +1,1 @@
+"""Model inputs: named feature groups and the frozen tsfresh selection."""

@@ -1,0 +1,1 @@
+"""LightGBM training, evaluation metrics, baselines and the verified model bundle."""

@@ -1,0 +1,161 @@
+"""The model bundle: one directory with the LightGBM text model, what it needs to be used, and a
+sha256 manifest that is checked before anything in it is trusted. No pickle anywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from ecgbeats.data.beats import BEAT_FS, BEAT_SAMPLES, SOURCE_FS
+from ecgbeats.features.groups import build_features
+from ecgbeats.features.tsfresh_features import TsfreshSettings
+from ecgbeats.io import atomic_dir
+from ecgbeats.modelling.model import predict_proba
+
+MODEL_FILE = "model.txt"
+META_FILE = "bundle.json"
+MANIFEST_FILE = "MANIFEST.sha256"
+REFERENCE_FILE = "reference.json"  # the training data's drift profile (ecgbeats.operations.drift.build_profile)
+BUNDLE_FILES = (MODEL_FILE, META_FILE)  # required in every bundle
+OPTIONAL_FILES = (REFERENCE_FILE,)  # checked against the manifest when present (older bundles lack them)
+FORMAT_VERSION = 2  # 2: the preprocessing block is required
+
+
+class BundleError(RuntimeError):
+    """A bundle that is missing, incomplete or tampered with."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a beat is made before the model sees it: the contract between training and every scoring path.
+
+    The beat procedure (``ecgbeats.data.beats``) is fixed by the format; what a model may vary is how
+    the patient's recent rhythm is summarised (``rr_local`` averages the RR intervals within
+    ``local_rr_beats`` beats on either side) and, for annotated records, where a beat ends
+    (``beat_end``: after the next beat, or after the next annotation of any type).
+    """
+
+    local_rr_beats: int
+    beat_end: str = "next_beat"
+    beat_fs: float = BEAT_FS  # Hz of the beat rows
+    beat_samples: int = BEAT_SAMPLES  # samples per beat row
+    source_fs: int = SOURCE_FS  # Hz the beat procedure is defined at (other rates are resampled to it)
+
+    @classmethod
+    def from_meta(cls, block: dict[str, Any], where: Path) -> Preprocessing:
+        try:
+            return cls(**block)
+        except TypeError as err:
+            raise BundleError(f"model bundle {where}: {META_FILE} has a malformed preprocessing block: {err}") from None
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    booster: lgb.Booster
+    meta: dict[str, Any]
+    path: Path
+    reference: dict[str, Any] | None = None  # the drift reference profile, if the bundle has one
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_meta(self.meta["preprocessing"], self.path)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta["class_names"])
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.meta["features"]["columns"])
+
+    def features(self, beats: pd.DataFrame) -> pd.DataFrame:
+        """The model's inputs for a beat table, in the training column order."""
+        frozen = self.meta["features"].get("tsfresh")  # the features stage's selection, when the model uses it
+        settings = TsfreshSettings(**frozen) if frozen else None
+        frame = build_features(beats, self.meta["features"]["groups"], tsfresh_settings=settings)
+        return frame.reindex(columns=self.feature_columns)
+
+    def predict_proba(self, beats: pd.DataFrame) -> np.ndarray:
+        return predict_proba(self.booster, self.features(beats))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_bundle(
+    path: str | Path, booster: lgb.Booster, meta: dict[str, Any], reference: dict[str, Any] | None = None
+) -> None:
+    """Write the bundle atomically: a reader sees the old bundle or the complete new one.
+
+    ``reference`` (a drift profile from ``ecgbeats.operations.drift.build_profile``) is written to
+    ``reference.json`` and covered by the manifest like the model and its metadata.
+    """
+    with atomic_dir(path) as tmp:
+        booster.save_model(tmp / MODEL_FILE, num_iteration=booster.best_iteration or None)
+        (tmp / META_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=2) + "\n")
+        names = list(BUNDLE_FILES)
+        if reference is not None:
+            (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=1, allow_nan=False) + "\n")
+            names.append(REFERENCE_FILE)
+        manifest = "".join(f"{_sha256(tmp / name)}  {name}\n" for name in names)
+        (tmp / MANIFEST_FILE).write_text(manifest)
+
+
+def bundle_digest(path: str | Path) -> str:
+    """A short identity of a bundle: the sha256 of its manifest."""
+    return _sha256(Path(path) / MANIFEST_FILE)
+
+
+def verify_bundle(path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist (run `dvc repro` or `dvc pull`)")
+    manifest_path = path / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"model bundle {path} is incomplete: {MANIFEST_FILE} is missing")
+    listed: dict[str, str] = {}
+    for line in manifest_path.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    for name in OPTIONAL_FILES:  # a file the manifest does not cover is not trusted
+        if name not in listed and (path / name).exists():
+            raise BundleError(f"model bundle {path}: {name} is not listed in {MANIFEST_FILE}")
+    for name in [*BUNDLE_FILES, *(n for n in OPTIONAL_FILES if n in listed)]:
+        if name not in listed:
+            raise BundleError(f"model bundle {path}: {MANIFEST_FILE} does not list {name}")
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"model bundle {path} is incomplete: {name} is missing")
+        actual = _sha256(file)
+        if actual != listed[name]:
+            raise BundleError(
+                f"model bundle {path}: {name} has sha256 {actual}, the manifest says {listed[name]} "
+                "(the file was modified after the bundle was written)"
+            )
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    """Verify the manifest, then load; a tampered or incomplete bundle raises BundleError."""
+    path = Path(path)
+    verify_bundle(path)
+    meta = json.loads((path / META_FILE).read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"model bundle {path}: format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
+        )
+    if not isinstance(meta.get("preprocessing"), dict):
+        raise BundleError(f"model bundle {path}: {META_FILE} has no preprocessing block")
+    Preprocessing.from_meta(meta["preprocessing"], path)
+    booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+    if booster.feature_name() != meta["features"]["columns"]:
+        raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")
+    reference = json.loads((path / REFERENCE_FILE).read_text()) if (path / REFERENCE_FILE).is_file() else None
+    return ModelBundle(booster=booster, meta=meta, path=path, reference=reference)

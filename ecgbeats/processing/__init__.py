@@ -1,0 +1,1 @@
+"""Beat-level processing before features: imputation of lost samples and augmentation."""

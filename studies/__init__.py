@@ -1,0 +1,1 @@
+"""Study stages (studies/dvc.yaml): EDA, baselines, ablations and the reports built on them."""
