@@ -32,7 +32,13 @@ def test_model_reports_version_provenance_and_metrics(http, scorer, bundle_dir):
     assert model["version"] == scorer.version
     assert model["version"].startswith("0.1.0+fixture.") and model["digest"].startswith(model["version"][-12:])
     assert model["provenance"]["params"] == {"train": {"seed": 0}}
-    assert model["preprocessing"] == {"local_rr_beats": 10, "beat_fs": 120.0, "beat_samples": 187, "source_fs": 360}
+    assert model["preprocessing"] == {
+        "local_rr_beats": 10,
+        "beat_end": "next_beat",
+        "beat_fs": 120.0,
+        "beat_samples": 187,
+        "source_fs": 360,
+    }
     assert model["validation"] == {"macro_f1": 0.5}
     assert model["test"]["metrics"] == {"macro_f1": 0.42}
     assert [c["name"] for c in model["classes"]] == ["N", "S", "V", "F", "Q"]
