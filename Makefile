@@ -26,8 +26,8 @@ repro: $(INSTALLED) ## run the product pipeline (dvc repro); set MITDB_MIRROR to
 studies: $(INSTALLED) ## run the studies on the product's outputs (dvc repro studies/dvc.yaml): EDA, ablations, reports
 	$(BIN)/dvc repro studies/dvc.yaml
 
-test: $(INSTALLED) ## run the test suite (unit, data, api, model, end-to-end dvc repro on the fixtures)
-	$(BIN)/python -m pytest
+test: $(INSTALLED) ## run the test suite (unit, data, api, model, end-to-end dvc repro on the fixtures), on 2 workers
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(INSTALLED) ## the test suite without the slow tests (end-to-end pipeline, Dask clusters)
 	$(BIN)/python -m pytest -m "not slow and not dask"
