@@ -10,10 +10,10 @@ import argparse
 
 import pandas as pd
 
+from ecgbeats.data.splits import PROTOCOLS
 from ecgbeats.io import write_csv
 
 PARAMS = ["class_weight", "num_leaves", "min_child_samples", "learning_rate", "feature_fraction"]
-PROTOCOLS = ["kaggle", "interpatient"]
 
 
 def tuning_table(exps: pd.DataFrame) -> pd.DataFrame:

@@ -27,13 +27,13 @@ from pathlib import Path
 import pandas as pd
 
 from ecgbeats.data.dataset import load_beats
+from ecgbeats.data.sampling import balanced_subsample
 from ecgbeats.features.tsfresh_features import (
     candidate_parameters,
     extract,
     extract_selected,
     freeze,
     select,
-    stratified_subsample,
 )
 from ecgbeats.io import atomic_dir, write_json
 from ecgbeats.operations.compute import ComputeConfig, compute_client, extract_selected_partitioned, tsfresh_distributor
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     splits = {path.stem: path for path in sorted(args.data.glob("*.parquet"))}
     train = load_beats(splits["train"])
     real = train[~train["augmented"]] if "augmented" in train else train
-    rows = stratified_subsample(real["label"].to_numpy(), int(params["subsample"]), int(params["seed"]))
+    rows = balanced_subsample(real["label"].to_numpy(), int(params["subsample"]), int(params["seed"]))
     subsample = real.iloc[rows]
     candidates = candidate_parameters(params["drop_calculators"])
     metrics: dict = {"padding": params["padding"], "subsample_beats": len(subsample),

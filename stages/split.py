@@ -12,6 +12,7 @@ from ecgbeats.data.dataset import class_counts, load_beats
 from ecgbeats.data.splits import (
     EXCLUDED,
     INTERPATIENT_SETS,
+    PROTOCOLS,
     SplitError,
     interpatient_split,
     kaggle_split,
@@ -22,7 +23,7 @@ from stages.common import load_params, setup_logging
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--protocol", required=True, choices=["kaggle", "interpatient"])
+    parser.add_argument("--protocol", required=True, choices=PROTOCOLS)
     parser.add_argument("--beats", required=True, help="beat table parquet (ingest stage)")
     parser.add_argument("--out", required=True, help="directory for <set>.parquet files")
     parser.add_argument("--metrics", required=True, help="metrics JSON with sizes and class counts")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecgbeats.data.dataset import load_beats
+from ecgbeats.data.sampling import balanced_subsample
 from ecgbeats.features.groups import build_features, protocol_groups
 from ecgbeats.features.tsfresh_features import (
     SETTINGS_FILE,
@@ -26,7 +27,6 @@ from ecgbeats.features.tsfresh_features import (
     extract_selected,
     freeze,
     select,
-    stratified_subsample,
 )
 from ecgbeats.io import write_json
 from ecgbeats.modelling.variants import fit_score, summarise
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }  # fmt: skip
         if protocol in args.padding_protocols:
-            rows = stratified_subsample(y_train, int(ts_params["subsample"]), int(ts_params["seed"]))
+            rows = balanced_subsample(y_train, int(ts_params["subsample"]), int(ts_params["seed"]))
             subsample = train.iloc[rows]
             cand = extract(subsample, candidate_parameters(ts_params["drop_calculators"]), padding="full",
                            n_jobs=int(ts_params["n_jobs"]))  # fmt: skip

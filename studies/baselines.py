@@ -13,7 +13,8 @@ from ecgbeats.features.groups import build_features, protocol_groups, split_feat
 from ecgbeats.io import write_json
 from ecgbeats.modelling.baselines import full_proba, logistic_regression, majority_class
 from ecgbeats.modelling.evaluation import evaluate_predictions
-from ecgbeats.modelling.model import predict_proba, train_booster
+from ecgbeats.modelling.model import predict_proba
+from ecgbeats.modelling.variants import fit_variant
 from stages.common import load_params, setup_logging
 
 log = logging.getLogger("studies.baselines")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     lr = logistic_regression(features["train"], labels["train"], seed=seed)
     predictors["logistic_regression"] = (full_proba, lr, features)
     log.info("%s: LightGBM on the raw samples", args.protocol)
-    booster, _ = train_booster(raw["train"], labels["train"], raw["val"], labels["val"], train_params, seed=seed)
+    booster = fit_variant(raw["train"], labels["train"], raw["val"], labels["val"], train_params, seed=seed)
     predictors["lightgbm_raw_samples"] = (lambda model, x: predict_proba(model, x), booster, raw)
 
     report = {}

@@ -13,11 +13,10 @@ import pandas as pd
 
 from ecgbeats.analysis.plots import save, subplots
 from ecgbeats.data.dataset import load_beats
-from ecgbeats.data.splits import stratified_pick
+from ecgbeats.data.sampling import stratified_pick
 from ecgbeats.features.groups import protocol_groups, split_features
 from ecgbeats.io import write_csv
-from ecgbeats.modelling.evaluation import evaluate_predictions
-from ecgbeats.modelling.model import predict_proba, train_booster
+from ecgbeats.modelling.variants import fit_variant, score_variant
 from stages.common import load_params, setup_logging
 
 log = logging.getLogger("studies.learning_curve")
@@ -46,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         part = train[keep]
         x, y = x_all[keep].reset_index(drop=True), part["label"].to_numpy()
-        booster, _ = train_booster(x, y, x_val, y_val, {**train_params, "log_every": 0}, seed=seed)
-        fit = {"train": evaluate_predictions(y, predict_proba(booster, x), n_boot=0),
-               "val": evaluate_predictions(y_val, predict_proba(booster, x_val), n_boot=0)}  # fmt: skip
+        booster = fit_variant(x, y, x_val, y_val, train_params, seed=seed)
+        fit = {"train": score_variant(booster, x, y), "val": score_variant(booster, x_val, y_val)}
         rows.append({"fraction": fraction, "train_beats": len(part), "best_iteration": booster.best_iteration,
                      **{f"{s}_macro_f1": fit[s]["macro_f1"] for s in fit}})  # fmt: skip
         log.info("%s: %d beats -> %s", args.protocol, len(part), rows[-1])

@@ -24,6 +24,7 @@ from ecgbeats.analysis.plots import COLORS, subplots
 from ecgbeats.data.aami import CLASS_DESCRIPTIONS, CLASS_NAMES, DS1, DS2, PACED
 from ecgbeats.data.beats import BEAT_FS, BEAT_SAMPLES
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.data.sampling import per_class_sample
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def record_overlap(
     return {"same_record": float(in_train.mean()), "same_record_and_class": float(same_class.mean())}
 
 
-def augmentation_plan(counts: Mapping[str, int], max_ratio: float, min_beats: int = 1) -> dict[str, float | None]:
+def growth_factors(counts: Mapping[str, int], max_ratio: float, min_beats: int = 1) -> dict[str, float | None]:
     """Factor by which each class must grow so that the largest class outnumbers it at most
     ``max_ratio`` times, rounded up to a tenth (1.0: none needed). A class with fewer than
     ``min_beats`` beats gets None: too few distinct beats to multiply."""
@@ -316,16 +317,6 @@ def suspicious_beats(
 # ---------------------------------------------------------------- structure: PCA, correlation
 
 
-def stratified_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Sorted indices of up to ``per_class`` random beats of every class (seeded)."""
-    rng = np.random.default_rng(seed)
-    picked = []
-    for i in range(len(CLASS_NAMES)):
-        index = np.flatnonzero(labels == i)
-        picked.append(rng.choice(index, size=min(per_class, len(index)), replace=False))
-    return np.sort(np.concatenate(picked)).astype(np.int64)
-
-
 def covariance_structure(samples: np.ndarray) -> dict[str, np.ndarray]:
     """Principal axes (from the covariance matrix of all beats), explained variance ratios, the
     mean, and the correlation matrix between positions."""
@@ -452,7 +443,7 @@ def neighbour_check(
     """The nearest training beat (raw samples) of up to ``per_class`` test beats of each class: how
     often it comes from the same patient, and how often it has the same label (recall per class and
     their mean over ``classes``, default all present: a 1-NN balanced accuracy)."""
-    index = stratified_sample(test_y, per_class, seed)
+    index = per_class_sample(test_y, per_class, seed)
     nearest = nearest_neighbours(train_x, test_x[index])
     y, predicted = test_y[index], train_y[nearest]
     same_record = np.asarray(train_records, dtype=object)[nearest] == np.asarray(test_records, dtype=object)[index]
@@ -959,7 +950,7 @@ def analyse(beats: pd.DataFrame, sets: Mapping[str, pd.DataFrame], settings: Eda
 
     # structure
     structure = covariance_structure(samples)
-    pca_index = stratified_sample(labels, p.pca_per_class, p.seed)
+    pca_index = per_class_sample(labels, p.pca_per_class, p.seed)
     all_scores = (samples - structure["mean"]) @ structure["components"][:2].T
     pc_auc = {}
     for i, c in enumerate(CLASS_NAMES[1:], start=1):
@@ -1008,8 +999,8 @@ def analyse(beats: pd.DataFrame, sets: Mapping[str, pd.DataFrame], settings: Eda
         train_concentration=class_concentration(train_composition, p.concentration_share),
         overlap=_overlap(sets["kaggle train"], sets["kaggle test"]),
         holdout_overlap=_overlap(itrain, sets["interpatient holdout"]),
-        plan=augmentation_plan(train_counts, max_ratio, min_beats),
-        kaggle_plan=augmentation_plan(summaries["kaggle train"]["counts"], max_ratio, min_beats),
+        plan=growth_factors(train_counts, max_ratio, min_beats),
+        kaggle_plan=growth_factors(summaries["kaggle train"]["counts"], max_ratio, min_beats),
         profiles=class_profiles(samples, labels),
         stats=position_stats(samples),
         padding=padding_by_position(lengths, labels),

@@ -220,28 +220,6 @@ def level(kind: str, severity: float, options: Mapping[str, Any] | None = None) 
 # ---------------------------------------------------------------- subsampling and record-relative inputs
 
 
-def proportional_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of exactly ``min(n, len(labels))`` beats, each class in proportion (at least one beat
-    of each while ``n`` allows); the rounding goes to the largest remainders."""
-    labels = np.asarray(labels)
-    if n >= len(labels):
-        return np.arange(len(labels))
-    values, counts = np.unique(labels, return_counts=True)
-    exact = counts * n / len(labels)
-    quota = np.minimum(counts, np.maximum(1, np.floor(exact))).astype(np.int64)
-    for i in np.argsort(-(exact - np.floor(exact)), kind="stable"):  # hand out the rest, largest remainder first
-        if quota.sum() >= n:
-            break
-        quota[i] += quota[i] < counts[i]
-    while quota.sum() > n:  # the at-least-one rule overshot: take from the largest quota
-        quota[np.argmax(quota)] -= 1
-    rng = np.random.default_rng(seed)
-    picked = [
-        rng.choice(np.flatnonzero(labels == v), size=q, replace=False) for v, q in zip(values, quota, strict=True)
-    ]
-    return np.sort(np.concatenate(picked))
-
-
 def running_mean(values: np.ndarray, groups: np.ndarray, order: np.ndarray, window: int) -> np.ndarray:
     """Per row, the mean of ``values`` over its group's last ``window`` rows up to and including it (by ``order``)."""
     values = np.asarray(values, dtype=np.float64)
@@ -296,20 +274,20 @@ def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray | 
 
 
 def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Se, +P and F1 per class, macro-F1 over the classes present and over N, S, V, F present, of one or many
-    (…, 25) confusions."""
+    """Recall (Se), precision (+P) and F1 per class, macro-F1 over the classes present and over N, S, V, F
+    present, of one or many (…, 25) confusions; the names are those of ``ecgbeats.modelling.evaluation``."""
     cm = np.asarray(cm, dtype=np.float64).reshape(*np.shape(cm)[:-1], K, K)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.where(support > 0, tp / support, np.nan)
-        ppv = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
         f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan)
         present = support > 0
         macro = np.where(present, f1, 0.0).sum(axis=-1) / present.sum(axis=-1)
         nsvf = present & np.isin(np.arange(K), MACRO_NSVF_LABELS)
         macro_nsvf = np.where(nsvf, f1, 0.0).sum(axis=-1) / nsvf.sum(axis=-1)
-    return {"se": se, "ppv": ppv, "f1": f1, "macro_f1": macro, "macro_f1_nsvf": macro_nsvf}
+    return {"recall": recall, "precision": precision, "f1": f1, "macro_f1": macro, "macro_f1_nsvf": macro_nsvf}
 
 
 def _interval(values: np.ndarray, level: float) -> dict[str, float | None]:
@@ -366,7 +344,7 @@ def bootstrap_gap(
                 "gap": _safe(point_b[metric][i] - point_a[metric][i]),
                 "ci95": _interval(sb[metric][:, i] - sa[metric][:, i], level),
             }
-            for metric in ("f1", "se", "ppv")
+            for metric in ("f1", "recall", "precision")
         }
     return out
 
@@ -393,7 +371,7 @@ def paired_bootstrap(
 
 
 def set_scores(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
-    """Macro-F1, accuracy and per-class Se, +P and F1 (optionally under per-beat weights)."""
+    """Macro-F1, accuracy and per-class recall (Se), precision (+P) and F1 (optionally under per-beat weights)."""
     codes = np.asarray(y_true, dtype=np.int64) * K + np.asarray(y_pred, dtype=np.int64)
     cm = np.bincount(codes, weights=weights, minlength=K * K).astype(np.float64)
     s = scores_from_confusion(cm)
@@ -402,7 +380,7 @@ def set_scores(y_true: np.ndarray, y_pred: np.ndarray, weights: np.ndarray | Non
         "macro_f1_nsvf": _safe(s["macro_f1_nsvf"]),
         "accuracy": _safe(np.trace(cm.reshape(K, K)) / cm.sum()),
         "per_class": {
-            name: {"se": _safe(s["se"][i]), "ppv": _safe(s["ppv"][i]), "f1": _safe(s["f1"][i])}
+            name: {"recall": _safe(s["recall"][i]), "precision": _safe(s["precision"][i]), "f1": _safe(s["f1"][i])}
             for i, name in enumerate(CLASS_NAMES)
         },
     }

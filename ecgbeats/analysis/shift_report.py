@@ -30,12 +30,14 @@ from scipy.stats import ks_2samp, spearmanr
 from ecgbeats.analysis import shift
 from ecgbeats.analysis.plots import COLORS, subplots
 from ecgbeats.analysis.reporting import fmt, markdown_table, q_note
+from ecgbeats.data import sampling
 from ecgbeats.data.aami import CLASS_NAMES
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
 from ecgbeats.features.groups import build_features
 from ecgbeats.modelling.bundle import ModelBundle
 from ecgbeats.modelling.evaluation import evaluate_predictions
-from ecgbeats.modelling.model import predict_proba, train_booster
+from ecgbeats.modelling.model import predict_proba
+from ecgbeats.modelling.variants import fit_variant
 from ecgbeats.operations.drift import build_profile, psi_noise_floor
 from ecgbeats.processing.augment import AugmentConfig, augment_training
 from ecgbeats.processing.impute import KnnBeatImputer
@@ -274,7 +276,7 @@ def mitigations(
         groups = list(variant.pop("features", feature_groups))
         if augment and relative:
             raise ValueError(f"mitigation {name}: augment and record_relative cannot be combined")
-        run_params = {**train_params, **variant, "num_threads": num_threads, "log_every": 10_000}
+        run_params = {**train_params, **variant, "num_threads": num_threads}
         train = sets["train"]
         if augment:
             train, _ = augment_training(train, AugmentConfig.from_params(augment))
@@ -289,13 +291,8 @@ def mitigations(
                 for key, frame in frames.items()
             }
         started = time.perf_counter()
-        booster, _ = train_booster(
-            frames["train"],
-            train["label"].to_numpy(),
-            frames["val"],
-            sets["val"]["label"].to_numpy(),
-            run_params,
-            seed=int(train_params["seed"]),
+        booster = fit_variant(
+            frames["train"], train["label"].to_numpy(), frames["val"], sets["val"]["label"].to_numpy(), run_params
         )
         scores = {}
         for key in ("val", "test", "holdout"):
@@ -367,7 +364,9 @@ def analyse(
 
     sizes = settings.subsample
     subsets = {
-        name: sets[name].iloc[shift.proportional_subsample(labels[name], sizes[name], seed + i)].reset_index(drop=True)
+        name: sets[name]
+        .iloc[sampling.proportional_subsample(labels[name], sizes[name], seed + i)]
+        .reset_index(drop=True)
         for i, name in enumerate(SHIFTED)
     }
     metrics["subsample"] = {name: len(frame) for name, frame in subsets.items()}
@@ -421,8 +420,8 @@ def plot_data(metrics: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
             {
                 "scenario": r["scenario"],
                 **{f"{c}_share": r["shares"][c] for c in CLASS_NAMES},
-                **{f"{c}_ppv": r["weighted"]["per_class"][c]["ppv"] for c in CLASS_NAMES},
-                **{f"{c}_se": r["weighted"]["per_class"][c]["se"] for c in CLASS_NAMES},
+                **{f"{c}_precision": r["weighted"]["per_class"][c]["precision"] for c in CLASS_NAMES},
+                **{f"{c}_recall": r["weighted"]["per_class"][c]["recall"] for c in CLASS_NAMES},
             }
             for r in metrics["label_shift"]
         ]
@@ -439,7 +438,9 @@ def patient_shift_figure(patient_shift: Mapping[str, Any]) -> Figure:
     gap = patient_shift["record_level"]["per_class"]
     fig, axes = subplots(1, 3, figsize=(13, 3.8))
     x = np.arange(len(CLASS_NAMES))
-    for ax, metric, label in zip(axes, ("f1", "se", "ppv"), ("F1", "Se (recall)", "+P (precision)"), strict=True):
+    for ax, metric, label in zip(
+        axes, ("f1", "recall", "precision"), ("F1", "Se (recall)", "+P (precision)"), strict=True
+    ):
         for offset, side, name in ((-0.2, "a", "in-patient test"), (0.2, "b", "holdout (DS2)")):
             ax.bar(x + offset, [gap[c][metric][side] or 0 for c in CLASS_NAMES], 0.4, label=name)
         ax.set(xticks=x, xticklabels=CLASS_NAMES, ylim=(0, 1.05), title=label)
@@ -480,8 +481,10 @@ def label_shift_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     fig, ax = subplots(figsize=(7, 3.8))
     names = [r["scenario"] for r in rows]
     for c in ("S", "V"):
-        ax.plot(names, [r["weighted"]["per_class"][c]["ppv"] for r in rows], "o-", color=COLORS[c], label=f"{c} +P")
-        ax.plot(names, [r["weighted"]["per_class"][c]["se"] for r in rows], ":", color=COLORS[c], label=f"{c} Se")
+        ax.plot(
+            names, [r["weighted"]["per_class"][c]["precision"] for r in rows], "o-", color=COLORS[c], label=f"{c} +P"
+        )
+        ax.plot(names, [r["weighted"]["per_class"][c]["recall"] for r in rows], ":", color=COLORS[c], label=f"{c} Se")
     ax.set(ylabel="holdout, re-weighted", ylim=(0, 1.02), title="Label shift: +P follows prevalence, Se does not")
     ax.tick_params(axis="x", rotation=30)
     ax.legend()
@@ -572,7 +575,7 @@ def _pair(a: Any, b: Any) -> str:
 
 
 def _se_ppv(scores: Mapping[str, Any], c: str) -> str:
-    return _pair(scores["per_class"][c]["se"], scores["per_class"][c]["ppv"])
+    return _pair(scores["per_class"][c]["recall"], scores["per_class"][c]["precision"])
 
 
 def _side_by_side_table(metrics: Mapping[str, Any], worst: Mapping[str, Mapping[str, Any]]) -> str:
@@ -620,8 +623,8 @@ def _patient_values(ps: Mapping[str, Any]) -> dict[str, Any]:
             record["per_class"][c]["f1"]["b"],
             _ci(beat["per_class"][c]["f1"]),
             _ci(record["per_class"][c]["f1"]),
-            _ci(record["per_class"][c]["se"]),
-            _ci(record["per_class"][c]["ppv"]),
+            _ci(record["per_class"][c]["recall"]),
+            _ci(record["per_class"][c]["precision"]),
         ]
         for c in CLASS_NAMES
     ]

@@ -10,36 +10,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from ecgbeats.data.aami import CLASS_NAMES, DS1, DS2
+from ecgbeats.data.sampling import SplitError, stratified_pick
 
+PROTOCOLS = ("kaggle", "interpatient")  # the evaluation protocols, each with its own sets
 KAGGLE_SETS = ("train", "val", "test")
 INTERPATIENT_SETS = ("train", "val", "test", "holdout")
 EXCLUDED = ""  # beats in neither DS1 nor DS2 (the paced records)
-
-
-class SplitError(ValueError):
-    """The data cannot be split as the params ask."""
-
-
-def stratified_pick(labels: np.ndarray, size: float | int, seed: int) -> np.ndarray:
-    """Boolean mask of a label-stratified random subset of ``size`` (a fraction or a count).
-
-    Classes with a single member cannot be stratified; they stay outside the subset.
-    """
-    labels = np.asarray(labels)
-    index = np.arange(len(labels))
-    values, counts = np.unique(labels, return_counts=True)
-    rare = np.isin(labels, values[counts < 2])
-    if isinstance(size, float) and not 0 < size < 1:
-        raise SplitError(f"a split fraction must be between 0 and 1, got {size}")
-    if isinstance(size, int) and not 0 < size < (~rare).sum():
-        raise SplitError(f"cannot take {size} beats out of {(~rare).sum()}")
-    _, picked = train_test_split(index[~rare], test_size=size, stratify=labels[~rare], random_state=seed)
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[picked] = True
-    return mask
 
 
 def kaggle_split(

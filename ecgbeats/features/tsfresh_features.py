@@ -176,19 +176,6 @@ def time_calculators(
     return table.sort_values("ms_per_beat", ascending=False, ignore_index=True)
 
 
-def stratified_subsample(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Row positions: every class up to an equal share of ``size``, the rest filled at random."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    classes = np.unique(labels)
-    share = size // len(classes)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:share] for c in classes]
-    taken = np.concatenate(chosen)
-    rest = np.setdiff1d(np.arange(len(labels)), taken)
-    fill = rng.permutation(rest)[: max(0, size - len(taken))]
-    return np.sort(np.concatenate([taken, fill]))
-
-
 def select(
     features: pd.DataFrame, labels: np.ndarray, *, fdr_level: float, top_k: int | None, n_jobs: int = 0
 ) -> tuple[list[str], pd.DataFrame]:

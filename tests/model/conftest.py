@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ecgbeats.data.aami import CLASS_NAMES
-from ecgbeats.data.splits import stratified_pick
+from ecgbeats.data.sampling import stratified_pick
 from ecgbeats.features.groups import build_features
 from ecgbeats.modelling.model import train_booster
 

@@ -213,7 +213,7 @@ def test_partitioned_path_returns_the_rows_in_the_tables_order(tmp_path, client,
 def _features_stage_inputs(tmp_path, fixture_beats, compute: dict, name: str) -> tuple[list[str], Path]:
     import yaml
 
-    from ecgbeats.data.splits import stratified_pick
+    from ecgbeats.data.sampling import stratified_pick
 
     data = tmp_path / "data"
     if not data.exists():
@@ -325,7 +325,7 @@ def test_lightgbm_dask_refuses_a_missing_class(client, split):
 def _stage_inputs(tmp_path, fixture_beats, compute: dict) -> list[str]:
     import yaml
 
-    from ecgbeats.data.splits import stratified_pick
+    from ecgbeats.data.sampling import stratified_pick
 
     data = tmp_path / "data"
     data.mkdir()

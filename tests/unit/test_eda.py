@@ -62,8 +62,8 @@ def test_record_overlap_measures_patients_shared_by_train_and_test():
     assert overlap["same_record_and_class"] == pytest.approx(2 / 4)  # (a, S) and (b, N)
 
 
-def test_augmentation_plan_targets_the_ratio_and_refuses_tiny_classes():
-    plan = eda.augmentation_plan({"N": 1000, "S": 40, "V": 100, "F": 0, "Q": 3}, max_ratio=10, min_beats=5)
+def test_growth_factors_target_the_ratio_and_refuse_tiny_classes():
+    plan = eda.growth_factors({"N": 1000, "S": 40, "V": 100, "F": 0, "Q": 3}, max_ratio=10, min_beats=5)
     assert plan == {"N": 1.0, "S": 2.5, "V": 1.0, "F": None, "Q": None}
 
 

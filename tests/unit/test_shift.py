@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from ecgbeats.analysis import shift, shift_report
+from ecgbeats.data import sampling
 from ecgbeats.data.aami import CLASS_NAMES
 from ecgbeats.data.beats import BEAT_SAMPLES
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
-from ecgbeats.data.splits import stratified_pick
+from ecgbeats.data.sampling import stratified_pick
 from ecgbeats.features.groups import build_features
 from ecgbeats.modelling.bundle import save_bundle
 from ecgbeats.modelling.model import predict_proba, train_booster
@@ -37,7 +38,7 @@ PER_BEAT = [k for k in shift.KINDS if k != "sampling"]
 
 @pytest.fixture(scope="module")
 def beats(fixture_beats) -> pd.DataFrame:
-    index = shift.proportional_subsample(fixture_beats["label"].to_numpy(), 300, seed=0)
+    index = sampling.proportional_subsample(fixture_beats["label"].to_numpy(), 300, seed=0)
     return fixture_beats.iloc[index].reset_index(drop=True)
 
 
@@ -114,7 +115,7 @@ def test_noise_level_is_the_snr():
     assert shift.level("noise", 0, {}) == "none"
 
 
-def test_label_shift_weights_reach_the_target_and_move_ppv_not_se():
+def test_label_shift_weights_reach_the_target_and_move_precision_not_recall():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], [900, 50, 50])
     pred = np.where(rng.random(len(y)) < 0.8, y, (y + 1) % 3)  # 80 % right, errors spread
@@ -123,8 +124,8 @@ def test_label_shift_weights_reach_the_target_and_move_ppv_not_se():
     weights = shift.prevalence_weights(y, target)
     np.testing.assert_allclose(np.bincount(y, weights=weights, minlength=5) / weights.sum(), target)
     plain, shifted = shift.set_scores(y, pred), shift.set_scores(y, pred, weights)
-    assert shifted["per_class"]["S"]["se"] == pytest.approx(plain["per_class"]["S"]["se"])
-    assert shifted["per_class"]["S"]["ppv"] > plain["per_class"]["S"]["ppv"]
+    assert shifted["per_class"]["S"]["recall"] == pytest.approx(plain["per_class"]["S"]["recall"])
+    assert shifted["per_class"]["S"]["precision"] > plain["per_class"]["S"]["precision"]
     drawn = shift.resample_to_prevalence(y, target, 1000, seed=0)
     np.testing.assert_allclose(np.bincount(y[drawn], minlength=5) / len(drawn), target, atol=0.002)
     rows = shift.label_shift_table(y, pred, {"as is": {}, "S x4": {"S": 4}}, seed=0, resample_n=500)
@@ -289,10 +290,10 @@ def test_mitigation_study_writes_metrics_plots_and_a_complete_report(stage_input
 def test_proportional_subsample_has_exactly_n_beats_and_every_class():
     labels = np.r_[np.zeros(8000), np.ones(200), np.full(300, 2), np.full(7, 3), np.full(2, 4)].astype(int)
     for n in (4000, 10, 5):
-        rows = shift.proportional_subsample(labels, n, seed=0)
+        rows = sampling.proportional_subsample(labels, n, seed=0)
         assert len(rows) == len(np.unique(rows)) == n
         assert set(labels[rows]) == set(range(5))  # every class, however rare
-    rows = shift.proportional_subsample(labels, 4000, seed=0)
+    rows = sampling.proportional_subsample(labels, 4000, seed=0)
     np.testing.assert_allclose(np.bincount(labels[rows]) / 4000, np.bincount(labels) / len(labels), atol=0.002)
-    np.testing.assert_array_equal(rows, shift.proportional_subsample(labels, 4000, seed=0))
-    assert len(shift.proportional_subsample(labels, 10**6, seed=0)) == len(labels)
+    np.testing.assert_array_equal(rows, sampling.proportional_subsample(labels, 4000, seed=0))
+    assert len(sampling.proportional_subsample(labels, 10**6, seed=0)) == len(labels)

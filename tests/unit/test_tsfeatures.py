@@ -8,6 +8,7 @@ import pytest
 
 from ecgbeats.data.beats import BEAT_SAMPLES
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.data.sampling import balanced_subsample
 from ecgbeats.features.groups import build_features
 from ecgbeats.features.tsfresh_features import (
     TsfreshSettings,
@@ -17,7 +18,6 @@ from ecgbeats.features.tsfresh_features import (
     freeze,
     model_column,
     select,
-    stratified_subsample,
     to_long,
 )
 
@@ -55,11 +55,11 @@ def test_candidate_set_drops_slow_calculators():
 
 def test_stratified_subsample_takes_every_class():
     labels = np.array([0] * 1000 + [1] * 30 + [2] * 5)
-    rows = stratified_subsample(labels, 300, seed=1)
+    rows = balanced_subsample(labels, 300, seed=1)
     assert len(rows) == 300 and len(set(rows)) == 300
     counts = np.bincount(labels[rows])
     assert counts[1] == 30 and counts[2] == 5  # small classes whole
-    assert np.array_equal(rows, stratified_subsample(labels, 300, seed=1))
+    assert np.array_equal(rows, balanced_subsample(labels, 300, seed=1))
 
 
 def test_selection_freeze_and_extraction_round_trip(tmp_path):
