@@ -70,3 +70,8 @@ def write_parquet(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_text(text: str, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

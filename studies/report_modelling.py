@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         {p: pd.read_csv(args.plots / p / "size" / "size_curve.csv") for p in PROTOCOLS},
         pd.read_csv(args.tuning),
     )
+    values |= modelling_report.record_values(
+        load("record", "cv.json"),
+        load("record", "holdout.json"),
+        load("record", "ec57.json"),
+        load("interpatient", "holdout.json"),
+    )
     with atomic_path(args.out) as tmp:
         tmp.write_text(render(args.template.read_text(), values))
     return 0

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ecgbeats.analysis.reporting import fmt, markdown_table, q_note
 from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.modelling.evaluation import headline_figures
 
 SETS = [("kaggle", "test"), ("interpatient", "test"), ("interpatient", "holdout")]
 GOALS = {
@@ -125,3 +126,80 @@ def report(
         **{f"holdout_{k}": holdout[k] for k in ("accuracy", "macro_f1", "macro_f1_nsvf")},
     }
     return values
+
+
+# Published DS1 -> DS2 results (S Se, S +P, V Se, V +P, in %), as their papers report them
+ANCHORS = [
+    ("de Chazal et al. 2004, IEEE Trans Biomed Eng 51(7):1196-1206 (linear discriminants, RR and morphology)",
+     76.0, 38.0, 77.0, 82.0),
+    ("Zhang et al. 2014, Comput Biol Med 46:79-89 (disease-specific feature selection, SVMs)", 79.1, 36.0, 85.5, 92.7),
+    ("Shi et al. 2019, Comput Methods Programs Biomed 171:1-10 (weighted XGBoost, feature families)",
+     91.7, 46.2, 95.1, 88.1),
+    ("Zhang J. et al. 2021 (subject-invariant CNN)", 78.8, 90.8, 92.5, 94.3),
+    ("Teijeiro et al. 2018, IEEE J Biomed Health Inform 22(2):409-420 (abductive interpretation, per-record "
+     "clustering, all 48 records, no training)", 85.1, 84.5, 92.7, 92.4),
+]  # fmt: skip
+# the goals for unseen patients, on DS2 annotated beats and end to end
+RECORD_GOALS = {"accuracy": 0.95, "S_Se": 0.85, "S_+P": 0.70, "V_Se": 0.93, "V_+P": 0.93, "macro_f1_nsvf": 0.75,
+                "F_+P": 0.30}  # fmt: skip
+
+
+def record_values(
+    cv: Mapping[str, Any], holdout: Mapping[str, Any], ec57: Mapping[str, Any], beat_rows: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The template's values for the record model: cross-validation, DS2 on both paths, goals, anchors."""
+    rows = {
+        "record model, DS1 cross-validation (out-of-fold)": {
+            **headline_figures({**cv["pooled"], "per_class": cv["per_class"]})
+        },
+        "record model, DS2 annotated R peaks": headline_figures(holdout),
+        "record model, DS2 end to end (EC57, detected beats)": headline_figures(ec57["gross"]),
+        "beat-row interpatient model, DS2 annotated R peaks": headline_figures(beat_rows),
+    }
+    keys = ["accuracy", "macro_f1_nsvf", "S_Se", "S_+P", "V_Se", "V_+P", "F_Se", "F_+P"]
+    comparison = markdown_table(
+        ["model and set", "accuracy", "macro-F1 NSVF", "S Se", "S +P", "V Se", "V +P", "F Se", "F +P"],
+        [[name, *(r[k] for k in keys)] for name, r in rows.items()],
+    )
+    goals = markdown_table(
+        ["goal", "target", "DS2 annotated", "DS2 end to end"],
+        [[k.replace("_", " "), target, rows["record model, DS2 annotated R peaks"][k],
+          rows["record model, DS2 end to end (EC57, detected beats)"][k]] for k, target in RECORD_GOALS.items()],
+    )  # fmt: skip
+
+    def percent(value: float | None) -> str:
+        return "–" if value is None else fmt(100 * value, 1)
+
+    ours = (("annotated", rows["record model, DS2 annotated R peaks"]),
+            ("end to end", rows["record model, DS2 end to end (EC57, detected beats)"]))  # fmt: skip
+    anchors = markdown_table(
+        ["DS1 -> DS2 result", "S Se", "S +P", "V Se", "V +P"],
+        [[name, *values] for name, *values in ANCHORS]
+        + [[f"**this project, record model, {path}**", *(percent(r[k]) for k in ("S_Se", "S_+P", "V_Se", "V_+P"))]
+           for path, r in ours],
+        digits=1,
+    )  # fmt: skip
+    per_record = markdown_table(
+        ["record", "reference beats", "detected", "missed", "extra", "QRS Se", "QRS +P", "accuracy", "S Se", "S +P",
+         "V Se", "V +P"],
+        [[r, v["reference_beats"], v["detected_beats"], v["missed"], v["extra"], v["qrs_Se"], v["qrs_+P"],
+          v["accuracy"], v["S_Se"], v["S_+P"], v["V_Se"], v["V_+P"]] for r, v in ec57["per_record"].items()],
+    )  # fmt: skip
+    gross = ec57["gross"]
+    spread = cv["spread"]
+    return {
+        "record_comparison": comparison,
+        "record_goals": goals,
+        "record_anchors": anchors,
+        "record_ec57_records": per_record,
+        "record_qrs_se": gross["qrs_Se"],
+        "record_qrs_pp": gross["qrs_+P"],
+        "record_missed": f"{gross['missed']:,}",
+        "record_extra": f"{gross['extra']:,}",
+        "record_matched": f"{gross['matched']:,}",
+        "record_cv_folds": len(cv["folds"]),
+        "record_cv_sd": spread["macro_f1_nsvf"]["sd"],
+        "record_cv_min": spread["macro_f1_nsvf"]["min"],
+        "record_cv_max": spread["macro_f1_nsvf"]["max"],
+        "record_cv_rounds": spread["best_iteration"]["median"],
+    }

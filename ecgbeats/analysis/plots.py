@@ -103,11 +103,16 @@ def error_examples_figure(
     title: str,
     per_pair: int = 4,
     seed: int = 0,
+    time_ms: np.ndarray | None = None,
+    ylabel: str = "scaled amplitude",
 ) -> Figure:
-    """Misclassified beats (thin lines) beside the average beat of their true and predicted class."""
+    """Misclassified beats (thin lines) beside the average beat of their true and predicted class.
+
+    ``time_ms``: each sample's time from the R peak (default: the Kaggle beat rows at 120 Hz).
+    """
     pairs = pairs[:4]
     fig, axes = subplots(1, max(len(pairs), 1), figsize=(4.2 * max(len(pairs), 1), 3.6), squeeze=False)
-    t = np.arange(BEAT_SAMPLES) / BEAT_FS * 1000
+    t = np.arange(BEAT_SAMPLES) / BEAT_FS * 1000 if time_ms is None else time_ms
     rng = np.random.default_rng(seed)
     for ax, pair in zip(axes[0], pairs, strict=False):
         i, j = CLASS_NAMES.index(pair["true"]), CLASS_NAMES.index(pair["predicted"])
@@ -118,7 +123,7 @@ def error_examples_figure(
         ax.plot(t, class_means[j], color=COLORS[pair["predicted"]], lw=2.2, ls="--", label=f"mean {pair['predicted']}")
         ax.set(
             xlabel="time from R peak (ms)",
-            ylabel="scaled amplitude",
+            ylabel=ylabel,
             title=f"{pair['true']} predicted as {pair['predicted']} ({pair['count']} beats)",
         )
         ax.legend(fontsize=8)

@@ -8,6 +8,7 @@ samples ``s000``..``s186``. Kaggle CSV rows carry no record, so those fields are
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,19 @@ class InputDataError(ValueError):
 BEAT_ENDS = ("next_beat", "next_annotation")
 
 
-def read_record(directory: str | Path, record: str) -> tuple[np.ndarray, float, str, np.ndarray, list[str]]:
-    """Read one record: (first-channel signal in ADC units, fs, lead name, ann samples, ann symbols).
+@dataclass(frozen=True)
+class RecordSignals:
+    """One record as read: every signal in millivolts and the reference annotations."""
 
-    The published beats come from each record's first channel: MLII in 45 records, V5 in 102,
-    104 (no MLII, surgical dressings) and 114 (leads swapped); the ``lead`` column says which.
-    """
+    signal: np.ndarray  # (samples, leads) float64, mV
+    fs: float
+    leads: list[str]
+    ann_samples: np.ndarray
+    ann_symbols: list[str]
+
+
+def _read_wfdb(directory: str | Path, record: str, *, physical: bool) -> tuple[wfdb.Record, wfdb.Annotation]:
+    """A record and its ``atr`` annotations, with a clear error for a missing, truncated or damaged file."""
     base = Path(directory) / record
     for ext in ("hea", "dat", "atr"):
         if not base.with_suffix(f".{ext}").is_file():
@@ -58,16 +66,36 @@ def read_record(directory: str | Path, record: str) -> tuple[np.ndarray, float, 
             f"record {record}: {base}.dat is {dat_size} bytes, its header needs {needed} (truncated file)"
         )
     try:
-        rec = wfdb.rdrecord(str(base), physical=False)
+        rec = wfdb.rdrecord(str(base), physical=physical)
     except Exception as err:
         raise InputDataError(f"record {record}: cannot read {base}.dat: {err}") from err
     try:
         ann = wfdb.rdann(str(base), "atr")
     except Exception as err:
         raise InputDataError(f"record {record}: cannot read {base}.atr: {err}") from err
+    return rec, ann
+
+
+def read_record(directory: str | Path, record: str) -> tuple[np.ndarray, float, str, np.ndarray, list[str]]:
+    """Read one record: (first-channel signal in ADC units, fs, lead name, ann samples, ann symbols).
+
+    The published beats come from each record's first channel: MLII in 45 records, V5 in 102,
+    104 (no MLII, surgical dressings) and 114 (leads swapped); the ``lead`` column says which.
+    """
+    rec, ann = _read_wfdb(directory, record, physical=False)
     lead = rec.sig_name[FIRST_CHANNEL]
     signal = rec.d_signal[:, FIRST_CHANNEL]
     return signal, float(rec.fs), lead, np.asarray(ann.sample), list(ann.symbol)
+
+
+def read_record_signals(directory: str | Path, record: str) -> RecordSignals:
+    """Read one record with all its signals in millivolts (the record representation's input)."""
+    rec, ann = _read_wfdb(directory, record, physical=True)
+    signal = np.asarray(rec.p_signal, dtype=np.float64)
+    bad = ~np.isfinite(signal)
+    if bad.any():  # wfdb marks invalid samples as NaN; the filters need numbers: hold the last good value
+        signal = pd.DataFrame(signal).ffill().bfill().fillna(0.0).to_numpy()
+    return RecordSignals(signal, float(rec.fs), list(rec.sig_name), np.asarray(ann.sample), list(ann.symbol))
 
 
 def _format_bytes(fmt: list[str], n_sig: int, n_samples: int) -> int | None:

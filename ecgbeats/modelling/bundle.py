@@ -15,6 +15,7 @@ import pandas as pd
 
 from ecgbeats.data.beats import BEAT_FS, BEAT_SAMPLES, SOURCE_FS
 from ecgbeats.features.groups import build_features
+from ecgbeats.features.record import RecordBeatConfig
 from ecgbeats.features.tsfresh_features import TsfreshSettings
 from ecgbeats.io import atomic_dir
 from ecgbeats.modelling.model import predict_proba
@@ -26,6 +27,10 @@ REFERENCE_FILE = "reference.json"  # the training data's drift profile (ecgbeats
 BUNDLE_FILES = (MODEL_FILE, META_FILE)  # required in every bundle
 OPTIONAL_FILES = (REFERENCE_FILE,)  # checked against the manifest when present (older bundles lack them)
 FORMAT_VERSION = 2  # 2: the preprocessing block is required
+REPRESENTATIONS = (
+    "beat",
+    "record",
+)  # Kaggle beat rows (ecgbeats.data.beats), or the raw record (ecgbeats.features.record)
 
 
 class BundleError(RuntimeError):
@@ -64,8 +69,23 @@ class ModelBundle:
     reference: dict[str, Any] | None = None  # the drift reference profile, if the bundle has one
 
     @property
+    def representation(self) -> str:
+        """``beat``: scores Kaggle beat rows; ``record``: needs the raw signal around each beat."""
+        return str(self.meta["preprocessing"].get("representation", "beat"))
+
+    @property
     def preprocessing(self) -> Preprocessing:
+        """How the beat rows of a ``beat`` bundle are made."""
+        if self.representation != "beat":
+            raise BundleError(f"model bundle {self.path} scores raw records, not beat rows")
         return Preprocessing.from_meta(self.meta["preprocessing"], self.path)
+
+    @property
+    def record_config(self) -> RecordBeatConfig:
+        """How a ``record`` bundle measures a beat on the raw signal."""
+        if self.representation != "record":
+            raise BundleError(f"model bundle {self.path} scores beat rows, not raw records")
+        return record_preprocessing(self.meta["preprocessing"], self.path)
 
     @property
     def class_names(self) -> list[str]:
@@ -76,7 +96,12 @@ class ModelBundle:
         return list(self.meta["features"]["columns"])
 
     def features(self, beats: pd.DataFrame) -> pd.DataFrame:
-        """The model's inputs for a beat table, in the training column order."""
+        """The model's inputs for a beat table, in the training column order.
+
+        A ``record`` bundle's table already holds them (``ecgbeats.features.record.record_features``).
+        """
+        if self.representation == "record":
+            return beats.reindex(columns=self.feature_columns)
         frozen = self.meta["features"].get("tsfresh")  # the features stage's selection, when the model uses it
         settings = TsfreshSettings(**frozen) if frozen else None
         frame = build_features(beats, self.meta["features"]["groups"], tsfresh_settings=settings)
@@ -84,6 +109,14 @@ class ModelBundle:
 
     def predict_proba(self, beats: pd.DataFrame) -> np.ndarray:
         return predict_proba(self.booster, self.features(beats))
+
+
+def record_preprocessing(block: dict[str, Any], where: Path) -> RecordBeatConfig:
+    """The record measurement of a bundle's preprocessing block."""
+    try:
+        return RecordBeatConfig.from_params({k: v for k, v in block.items() if k != "representation"})
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"model bundle {where}: {META_FILE} has a malformed preprocessing block: {err}") from None
 
 
 def _sha256(path: Path) -> str:
@@ -153,7 +186,13 @@ def load_bundle(path: str | Path) -> ModelBundle:
         )
     if not isinstance(meta.get("preprocessing"), dict):
         raise BundleError(f"model bundle {path}: {META_FILE} has no preprocessing block")
-    Preprocessing.from_meta(meta["preprocessing"], path)
+    representation = meta["preprocessing"].get("representation", "beat")
+    if representation not in REPRESENTATIONS:
+        raise BundleError(f"model bundle {path}: unknown representation {representation!r}; known {REPRESENTATIONS}")
+    if representation == "record":
+        record_preprocessing(meta["preprocessing"], path)
+    else:
+        Preprocessing.from_meta(meta["preprocessing"], path)
     booster = lgb.Booster(model_file=str(path / MODEL_FILE))
     if booster.feature_name() != meta["features"]["columns"]:
         raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -151,3 +152,14 @@ def confused_pairs(y_true: np.ndarray, y_pred: np.ndarray, top: int = 5) -> list
         for i, j in order[:top]
         if cm[i, j] > 0
     ]
+
+
+def headline_figures(report: Mapping[str, Any]) -> dict[str, float | None]:
+    """Accuracy, macro-F1 over N, S, V, F and Se/+P of S, V and F, from an :func:`evaluate_predictions`
+    report or an EC57 one (``ecgbeats.modelling.ec57.class_figures``: Se and +P per class)."""
+    per = report["per_class"]
+    out: dict[str, float | None] = {"accuracy": report["accuracy"], "macro_f1_nsvf": report["macro_f1_nsvf"]}
+    for c in ("S", "V", "F"):
+        out[f"{c}_Se"] = per[c]["recall"] if "recall" in per[c] else per[c]["Se"]
+        out[f"{c}_+P"] = per[c]["precision"] if "precision" in per[c] else per[c]["+P"]
+    return out

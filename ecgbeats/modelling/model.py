@@ -93,3 +93,12 @@ def train_booster(
 def predict_proba(booster: lgb.Booster, features: pd.DataFrame) -> np.ndarray:
     # dense input without pred_contrib: always an ndarray, not the stub's sparse-matrix list
     return cast(np.ndarray, booster.predict(features, num_iteration=booster.best_iteration or None))
+
+
+def fit_booster(
+    x: pd.DataFrame, y: np.ndarray, params: dict[str, Any], *, seed: int, num_boost_round: int
+) -> lgb.Booster:
+    """Train a fixed number of rounds on every beat given (no validation set: the round count was
+    chosen beforehand, by the cross-validation over patients)."""
+    train_set = lgb.Dataset(x, label=y, weight=sample_weights(y, params["class_weight"]), free_raw_data=False)
+    return lgb.train(lightgbm_params(params, seed), train_set, num_boost_round=num_boost_round)

@@ -96,6 +96,19 @@ def request_models(settings: Settings) -> tuple[type[BaseModel], type[BaseModel]
             max_length=settings.max_strip_samples,
             description=f"samples in mV; {settings.min_strip_seconds:g} s to {settings.max_strip_seconds:g} s long",
         )
+        second_lead: list[mv] | None = Field(
+            None,
+            description="optional second lead in mV, as many samples as signal (MIT-BIH: V1, V2, V4 or V5); "
+            "a two-lead record model measures its beats on it too, and treats it as unknown without it",
+        )
+
+        @field_validator("second_lead")
+        @classmethod
+        def _same_length(cls, value: list[float] | None, info: ValidationInfo) -> list[float] | None:
+            signal = info.data.get("signal")
+            if value is not None and signal is not None and len(value) != len(signal):
+                raise ValueError(f"second_lead has {len(value)} samples, signal has {len(signal)}")
+            return value
 
         @field_validator("signal")
         @classmethod
@@ -402,7 +415,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"code": i, "name": name, "description": CLASS_DESCRIPTIONS.get(name, "")}
                 for i, name in enumerate(scorer.class_names)
             ],
-            "preprocessing": dataclasses.asdict(scorer.bundle.preprocessing),
+            "preprocessing": (
+                dataclasses.asdict(scorer.bundle.preprocessing)
+                if scorer.representation == "beat"
+                else meta["preprocessing"]
+            ),
+            "patient_context": meta.get("patient_context"),
+            "expected_on_new_patients": meta.get("expected_on_new_patients"),
             "features": {"groups": meta["features"]["groups"], "count": len(meta["features"]["columns"])},
             "provenance": meta.get("provenance"),
             "training": meta.get("training"),
@@ -435,6 +454,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     def classify_beats(body: BeatsRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         scorer = scorer_of(request)
+        if scorer.representation != "beat":
+            raise ScoringError(
+                "beats",
+                f"the served model measures beats on the raw ECG around them (representation "
+                f"{scorer.representation!r}); send the strip to {ECG_PATH}",
+            )
         beats = body.beats  # type: ignore[attr-defined]
         samples = np.array([b.samples for b in beats], dtype=np.float32)
         lengths = np.array([np.nan if b.length is None else b.length for b in beats], dtype=np.float64)
@@ -456,15 +481,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         ECG_PATH,
         tags=["classify"],
-        summary="Detect, cut and classify the beats of a raw single-lead ECG strip",
+        summary="Detect, measure and classify the beats of a raw ECG strip (one lead, or two)",
+        description="R peaks are detected on `signal`. A record model (`/v1/model` → `preprocessing.representation` "
+        "`record`) measures each beat on the strip around it: its features use up to "
+        "`patient_context.history_seconds` of signal before the beat (the first beats of a shorter strip get a "
+        "shorter patient context), and a beat's class is final once the next R peak and "
+        "`patient_context.latency_seconds_after_r` after its own R peak are in the strip; the last beat has no "
+        "next RR interval. A beat-row model cuts Kaggle beats from `signal` (every beat but the last).",
         response_model=StripResponse,
         responses={413: {"description": "body too large"}, 415: {"description": "not JSON"}},
     )
     def classify_ecg(body: StripRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         scorer = scorer_of(request)
         signal = np.asarray(body.signal, dtype=np.float64)  # type: ignore[attr-defined]
+        second = body.second_lead  # type: ignore[attr-defined]
         fs = float(body.fs)  # type: ignore[attr-defined]
-        result = scorer.score_strip(signal, fs)
+        leads = signal if second is None else np.column_stack([signal, np.asarray(second, dtype=np.float64)])
+        result = scorer.score_strip(leads, fs)
         beats = result.beats
         probabilities = _probabilities(result.predictions)
         names = result.predictions.names
@@ -478,8 +511,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "index": i,
                     "r_peak": int(beats["r_peak"].iat[i]),
                     "time_s": float(beats["time_s"].iat[i]),
-                    "rr_prev_s": _finite_or_none(beats["rr_prev"].iat[i]),
-                    "rr_next_s": _finite_or_none(beats["rr_next"].iat[i]),
+                    "rr_prev_s": _finite_or_none(float(np.diff(result.peaks, prepend=np.nan)[i]) / fs),
+                    "rr_next_s": _finite_or_none(float(np.diff(result.peaks, append=np.nan)[i]) / fs),
                     "class_code": int(code),
                     "class_name": names[i],
                     "probabilities": probabilities[i],

@@ -9,7 +9,9 @@ Inputs:
   CSV with a header row naming at least ``s000``..``s186``;
 - a WFDB record (``path/to/208`` or ``path/to/208.hea``): the first channel (``--channel``) in mV,
   R peaks detected by XQRS as the API does (``--peaks detect``), or the annotated beats exactly
-  as ``ingest`` cuts them (``--peaks annotations``, needs the ``.atr`` file).
+  as ``ingest`` cuts them (``--peaks annotations``, needs the ``.atr`` file). A record model (the
+  default served one) measures each beat on the record itself, on both leads (``--second-channel``),
+  and takes only WFDB records.
 
 Every beat goes through ``ecgbeats.serving.scoring.Scorer``, the code path of the API. Input is read
 and scored in chunks with a progress bar. A malformed row (wrong column count, a value that is not
@@ -30,6 +32,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +43,7 @@ from tqdm import tqdm
 from ecgbeats.data.beats import BEAT_SAMPLES
 from ecgbeats.data.dataset import SAMPLE_COLUMNS, InputDataError, record_beats
 from ecgbeats.features.groups import RR_COLUMNS
+from ecgbeats.features.record import annotated_beats
 from ecgbeats.io import atomic_path, write_csv
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
@@ -50,7 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 5000
 MAX_LOGGED_ERRORS = 20
 # columns carried from the input into the predictions when present
-CARRIED = ["record", "beat_index", "r_peak", "time_s", "symbol", "label", "length", *RR_COLUMNS]
+CARRIED = ["record", "beat_index", "r_peak", "r_refined", "time_s", "symbol", "label", "length", *RR_COLUMNS]
 PROBLEM = "_problem"
 
 
@@ -195,11 +199,20 @@ def _record_base(path: Path) -> Path:
     return path.with_suffix("") if path.suffix == ".hea" else path
 
 
-def wfdb_frames(path: Path, scorer: Scorer, peaks: str, channel: int) -> pd.DataFrame:
-    """The beat table of a WFDB record, cut at detected or annotated R peaks."""
+def wfdb_frames(
+    path: Path, scorer: Scorer, peaks: str, channel: int, second_channel: int | None = None
+) -> pd.DataFrame:
+    """The beat table of a WFDB record, at detected or annotated R peaks.
+
+    A ``record`` bundle measures the beats on ``channel`` and, when it uses two leads, on
+    ``second_channel`` (default: the record's other signal); with annotated peaks exactly as its
+    training beats were measured (``ecgbeats.features.record.annotated_beats``).
+    """
     import wfdb
 
     base = _record_base(path)
+    if scorer.record_config is not None:
+        return _record_frame(base, scorer, peaks, channel, second_channel)
     if peaks == "annotations":
         try:
             preprocessing = scorer.bundle.preprocessing  # cut as the model's training beats were
@@ -232,6 +245,61 @@ def wfdb_frames(path: Path, scorer: Scorer, peaks: str, channel: int) -> pd.Data
     return frame
 
 
+def _record_frame(base: Path, scorer: Scorer, peaks: str, channel: int, second_channel: int | None) -> pd.DataFrame:
+    import wfdb
+
+    config = scorer.record_config
+    assert config is not None
+    if peaks == "annotations":
+        if channel != 0 or second_channel not in (None, 1):
+            raise BatchInputError("--peaks annotations measures the record's signals as training did; drop --channel")
+        try:
+            frame = annotated_beats(base.parent, base.name, config)
+        except InputDataError as err:
+            raise BatchInputError(str(err)) from err
+        frame["beat_index"] = np.arange(len(frame))
+        return frame
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as err:
+        raise BatchInputError(f"record {base}: cannot read the header: {err}") from err
+    channels = [channel]
+    if config.leads == 2:
+        other = (
+            second_channel
+            if second_channel is not None
+            else next((c for c in range(header.n_sig) if c != channel), None)
+        )
+        if other is not None and other >= 0:
+            channels.append(other)
+    if any(not 0 <= c < header.n_sig for c in channels):
+        raise BatchInputError(f"record {base} has {header.n_sig} signal(s); channels {channels} asked for")
+    try:
+        record = wfdb.rdrecord(str(base), channels=channels)
+    except Exception as err:  # wfdb raises many kinds on missing or damaged files
+        raise BatchInputError(f"record {base}: cannot read channels {channels}: {err}") from err
+    signal = np.column_stack([_millivolts(record, i, base) for i in range(len(channels))])
+    try:
+        _, frame = scorer.strip_beats(signal, float(record.fs))
+    except ScoringError as err:
+        raise BatchInputError(f"record {base}: {err.message}") from err
+    frame.insert(0, "record", base.name)
+    frame["beat_index"] = np.arange(len(frame))
+    return frame
+
+
+def _millivolts(record: Any, index: int, base: Path) -> np.ndarray:  # a wfdb.Record (imported lazily)
+    units = (getattr(record, "units", None) or ["mV"] * (index + 1))[index]
+    scale = {"mv": 1.0, "uv": 1e-3, "v": 1e3}.get(str(units).lower())
+    if scale is None:
+        raise BatchInputError(f"record {base}: signal {index} is in {units!r}, expected mV")
+    signal = np.asarray(record.p_signal)[:, index] * scale
+    if not np.isfinite(signal).all():
+        bad = int(np.argmin(np.isfinite(signal)))
+        raise BatchInputError(f"record {base}: sample {bad} of signal {index} is not a finite number")
+    return signal
+
+
 def _frame_chunks(frame: pd.DataFrame, chunk_size: int) -> Iterator[pd.DataFrame]:
     frame = frame.reset_index(drop=True)
     frame.insert(0, "row", np.arange(1, len(frame) + 1))
@@ -245,7 +313,8 @@ def score_chunk(scorer: Scorer, chunk: pd.DataFrame) -> pd.DataFrame:
     carried = [c for c in ("row", *CARRIED) if c in chunk]
     out = chunk[carried].reset_index(drop=True)
     if len(chunk):
-        predictions = scorer.score_beats(frame_to_beats(chunk)).to_frame()
+        beats = chunk if scorer.representation == "record" else frame_to_beats(chunk)
+        predictions = scorer.score_beats(beats).to_frame()
     else:
         predictions = pd.DataFrame(
             {"class_code": pd.Series(dtype=np.int8), "class_name": pd.Series(dtype=object)}
@@ -298,6 +367,7 @@ def run(
     errors_path: Path | None = None,
     peaks: str = "detect",
     channel: int = 0,
+    second_channel: int | None = None,
     progress: bool = True,
 ) -> RunReport:
     """Score ``input_path`` into ``output_path``; raises BatchInputError (and writes nothing) on bad input."""
@@ -309,12 +379,17 @@ def run(
     out_fmt = "parquet" if output_path.suffix.lower() in (".parquet", ".pq") else "csv"
     if output_path.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise BatchInputError(f"{output_path}: the output must end in .parquet or .csv")
+    if fmt != "wfdb" and scorer.representation == "record":
+        raise BatchInputError(
+            f"{input_path}: the model measures beats on the raw record (representation 'record'); "
+            "give it a WFDB record, not a beat table"
+        )
     if fmt == "csv":
         chunks, total = read_csv_chunks(input_path, chunk_size), count_rows(input_path, fmt)
     elif fmt == "parquet":
         chunks, total = read_parquet_chunks(input_path, chunk_size), count_rows(input_path, fmt)
     elif fmt == "wfdb":
-        frame = wfdb_frames(input_path, scorer, peaks, channel)
+        frame = wfdb_frames(input_path, scorer, peaks, channel, second_channel)
         chunks, total = _frame_chunks(frame, chunk_size), len(frame)
     else:
         raise BatchInputError(f"unknown input format {fmt!r}")
@@ -324,7 +399,10 @@ def run(
     with atomic_path(output_path) as tmp, tqdm(total=total, unit="beat", disable=not progress) as bar:
         writer = _Writer(tmp, out_fmt)
         for chunk in chunks:
-            problems = chunk[PROBLEM].where(chunk[PROBLEM] != "", row_problems(chunk))
+            checked = (
+                row_problems(chunk) if scorer.representation == "beat" else chunk[PROBLEM]
+            )  # record: measured here
+            problems = chunk[PROBLEM].where(chunk[PROBLEM] != "", checked)
             bad = (problems != "").to_numpy()
             for row, problem in zip(chunk["row"].to_numpy()[bad], problems.to_numpy()[bad], strict=True):
                 message = f"{input_path}: row {int(row)}: {problem}"
@@ -349,7 +427,8 @@ def run(
 
 def _empty_output(scorer: Scorer) -> pd.DataFrame:
     frame = pd.DataFrame({"row": pd.Series(dtype=np.int64)})
-    frame[SAMPLE_COLUMNS] = np.zeros((0, BEAT_SAMPLES), dtype=np.float32)
+    columns = scorer.bundle.feature_columns if scorer.representation == "record" else SAMPLE_COLUMNS
+    frame[columns] = np.zeros((0, len(columns)), dtype=np.float32)
     frame[PROBLEM] = pd.Series(dtype=object)
     return score_chunk(scorer, frame)
 
@@ -362,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", type=Path, help="a .parquet or .csv of beats, or a WFDB record path")
     parser.add_argument("output", type=Path, help="the predictions: .parquet or .csv")
     parser.add_argument(
-        "--model", type=Path, default=None, help="bundle dir (default: $ECGBEATS_MODEL_DIR or models/kaggle)"
+        "--model", type=Path, default=None, help="bundle dir (default: $ECGBEATS_MODEL_DIR or models/record)"
     )
     parser.add_argument("--input-format", choices=["auto", "parquet", "csv", "wfdb"], default="auto")
     parser.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="on a malformed row")
@@ -370,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK)
     parser.add_argument("--peaks", choices=["detect", "annotations"], default="detect", help="WFDB input: R peaks")
     parser.add_argument("--channel", type=int, default=0, help="WFDB input: the channel to score")
+    parser.add_argument("--second-channel", type=int, default=None,
+                        help="WFDB input, two-lead record model: the second lead (default: the record's other "
+                        "signal; -1: none, its measures are then unknown)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -381,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         report = run(
             args.input, args.output, scorer,
             input_format=args.input_format, chunk_size=args.chunk_size, on_error=args.on_error,
-            errors_path=args.errors, peaks=args.peaks, channel=args.channel, progress=not args.no_progress,
+            errors_path=args.errors, peaks=args.peaks, channel=args.channel, second_channel=args.second_channel,
+            progress=not args.no_progress,
         )  # fmt: skip
     except (BundleError, BatchInputError) as err:
         print(f"ecgbeats batch: {err}", file=sys.stderr)

@@ -1,8 +1,10 @@
 """The one code path from beats, or from a raw ECG strip, to class predictions.
 
 Both the HTTP service and the batch CLI call :class:`Scorer`; neither builds features or calls the
-booster itself. A strip is segmented by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest`` uses)
-at R peaks found by wfdb's XQRS detector, with RR intervals from ``ecgbeats.data.beats.rr_intervals``.
+booster itself. R peaks of a strip are found by wfdb's XQRS detector. A beat-row bundle then cuts the
+strip by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest`` uses), with RR intervals from
+``ecgbeats.data.beats.rr_intervals``; a record bundle measures every beat on the strip by
+``ecgbeats.features.record.record_features`` (the function its training beats were measured with).
 
 Input limits (shared by the API's request models and the batch CLI's row checks):
 
@@ -29,6 +31,7 @@ import ecgbeats
 from ecgbeats.data.beats import BEAT_SAMPLES, cut_beats, rr_intervals
 from ecgbeats.data.dataset import SAMPLE_COLUMNS, padded_length
 from ecgbeats.features.groups import RR_COLUMNS
+from ecgbeats.features.record import record_features
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
 
 log = logging.getLogger(__name__)
@@ -155,7 +158,7 @@ class Predictions:
 class StripResult:
     peaks: np.ndarray  # every detected R peak, samples at the strip's rate
     fs: float
-    beats: pd.DataFrame  # r_peak, time_s, rr_prev, rr_next, rr_local per beat (peaks[:-1])
+    beats: pd.DataFrame  # r_peak, time_s and the features per beat (beat bundles: peaks[:-1])
     predictions: Predictions
 
     def summary(self) -> dict[str, Any]:
@@ -208,7 +211,10 @@ class Scorer:
         self.digest = bundle_digest(bundle.path)
         self.version = version or model_version(bundle, self.digest)
         self.observers: list[PredictionObserver] = list(observers)
-        self.local_rr_beats = bundle.preprocessing.local_rr_beats  # as the training beats were made
+        self.representation = bundle.representation
+        # as the training beats were made: the beat rows' rhythm, or the record measurement
+        self.local_rr_beats = bundle.preprocessing.local_rr_beats if self.representation == "beat" else None
+        self.record_config = bundle.record_config if self.representation == "record" else None
 
     @property
     def class_names(self) -> list[str]:
@@ -229,14 +235,28 @@ class Scorer:
         return Predictions(proba, self.class_names)
 
     def strip_beats(self, signal: np.ndarray, fs: float) -> tuple[np.ndarray, pd.DataFrame]:
-        """Detected R peaks and the beat table cut at them (the shared segmentation)."""
+        """Detected R peaks and the beat table at them (the shared segmentation).
+
+        ``signal`` is one lead, (samples,), or (samples, leads) with the record model's second lead;
+        R peaks are detected on the first. A ``beat`` bundle cuts Kaggle beat rows from the first lead
+        (every peak but the last); a ``record`` bundle measures every peak on the raw signal
+        (``ecgbeats.features.record.record_features``, as its training beats were).
+        """
         signal = np.asarray(signal, dtype=np.float64)
-        peaks = detect_r_peaks(signal, fs)
+        first = signal if signal.ndim == 1 else signal[:, 0]
+        peaks = detect_r_peaks(first, fs)
         if len(peaks) < MIN_PEAKS:
             raise ScoringError(
                 "signal", f"found {len(peaks)} R peak(s) in the strip; at least {MIN_PEAKS} are needed for a beat"
             )
+        if self.record_config is not None:
+            refined, beats = record_features(signal, fs, peaks, self.record_config)
+            beats.insert(0, "time_s", refined / fs)
+            beats.insert(0, "r_peak", refined)
+            return refined, beats
+        signal = first
         cut = cut_beats(signal, fs, peaks)
+        assert self.local_rr_beats is not None  # a beat bundle's
         rr = {key: values[:-1] for key, values in rr_intervals(peaks, fs, self.local_rr_beats).items()}
         beats = beat_frame(cut.samples, lengths=cut.lengths, rr=rr)
         beats.insert(0, "time_s", peaks[:-1] / fs)

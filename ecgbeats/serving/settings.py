@@ -17,7 +17,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ECGBEATS_", frozen=True, extra="ignore")
 
-    model_dir: Path = Field(Path("models/kaggle"), description="the model bundle directory to serve")
+    model_dir: Path = Field(
+        Path("models/record"),
+        description="the model bundle directory to serve (default: the record model fitted on every non-paced record)",
+    )
     model_version: str | None = Field(
         None,
         description="the version to report; default: the bundle's meta `version`, else "

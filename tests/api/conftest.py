@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,14 +61,11 @@ def server_env(**settings: object) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def live_server(bundle_dir, tmp_path_factory) -> Iterator[str]:
-    """``python -m ecgbeats.serving`` (uvicorn) on 127.0.0.1:<free port>; yields its base URL."""
+@contextmanager
+def running_server(log: Path, **settings: object) -> Iterator[str]:
+    """``python -m ecgbeats.serving`` (uvicorn) on 127.0.0.1:<free port> with ``settings``; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    metrics = tmp_path_factory.mktemp("metrics") / "test.json"
-    metrics.write_text('{"macro_f1": 0.42}\n')
-    env = server_env(model_dir=bundle_dir, max_batch_beats=64, max_body_bytes=3_000_000, test_metrics=metrics)
+    env = server_env(**settings)
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ecgbeats.serving", "--port", str(port), "--log-level", "warning"],
@@ -95,6 +93,18 @@ def live_server(bundle_dir, tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def live_server(bundle_dir, tmp_path_factory) -> Iterator[str]:
+    """The fixture beat-row bundle served by a real uvicorn on loopback; yields its base URL."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    metrics = tmp_path_factory.mktemp("metrics") / "test.json"
+    metrics.write_text('{"macro_f1": 0.42}\n')
+    with running_server(
+        log, model_dir=bundle_dir, max_batch_beats=64, max_body_bytes=3_000_000, test_metrics=metrics
+    ) as base:
+        yield base
 
 
 SMALL_LIMITS = dict(

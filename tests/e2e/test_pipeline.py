@@ -31,6 +31,7 @@ FIXTURE_PARAMS = {
     ("shift", "bootstrap"): 20,
     ("shift", "min_template_beats"): 5,
     ("shift", "mitigations"): {"baseline": {}, "record_relative": {"record_relative": {"window": 20}}},
+    ("record", "cv", "folds"): 3,  # three DS1 records
 }
 
 
@@ -78,7 +79,9 @@ def repo_copy(tmp_path_factory, fixture_manifest_sha256) -> tuple[Path, dict[str
 DVC = [sys.executable, "-m", "dvc"]
 PRODUCT = ["download", "ingest", "split@kaggle", "split@interpatient", "impute@kaggle", "impute@interpatient",
            "augment@kaggle", "augment@interpatient", "features@kaggle", "train@kaggle", "train@interpatient",
-           "evaluate@kaggle-test", "evaluate@interpatient-test", "evaluate@interpatient-holdout", "shift"]  # fmt: skip
+           "evaluate@kaggle-test", "evaluate@interpatient-test", "evaluate@interpatient-holdout", "shift",
+           "record_beats", "crossval", "train_record", "evaluate@record-holdout", "ec57", "refit_record"]  # fmt: skip
+RECORD_CHAIN = ["crossval", "ec57", "evaluate@record-holdout", "refit_record", "train_record"]
 
 
 def tracked_outputs(repo: Path) -> dict[str, bytes]:
@@ -228,8 +231,9 @@ def test_second_repro_does_nothing_and_metrics_show_counts(reproduced):
 # what a rerun could change: the models and everything written from them, and the studies that write
 # figures and reports (the data stages write plain JSON counts; the other studies JSON as these do)
 RERUN = ["train@kaggle", "train@interpatient", "evaluate@kaggle-test", "evaluate@interpatient-test",
-         "evaluate@interpatient-holdout", "shift", "studies/dvc.yaml:eda", "studies/dvc.yaml:shift_mitigations",
-         "studies/dvc.yaml:report_processing", "studies/dvc.yaml:report_modelling"]  # fmt: skip
+         "evaluate@interpatient-holdout", "shift", *RECORD_CHAIN, "studies/dvc.yaml:eda",
+         "studies/dvc.yaml:shift_mitigations", "studies/dvc.yaml:report_processing",
+         "studies/dvc.yaml:report_modelling", "studies/dvc.yaml:record_cv"]  # fmt: skip
 
 
 def test_a_forced_rerun_gives_byte_identical_outputs(reproduced):
@@ -253,20 +257,72 @@ def test_a_study_param_reruns_no_product_stage(reproduced):
         (repo / "params.yaml").write_text(original)
 
 
+def test_a_record_model_choice_reruns_only_the_record_chain(reproduced):
+    """A decision of the record model (here: one lead) is a cross-validation and the fits after it; the
+    beats measured on the records are not measured again."""
+    repo, env, _ = reproduced
+    original = (repo / "params.yaml").read_text()
+    try:
+        cv = json.loads((repo / "metrics" / "record" / "cv.json").read_text())
+        set_param(repo, ("record", "model", "leads"), 2)
+        assert sorted(stale_stages(repo, env)) == ["crossval", "refit_record", "train_record"]
+        ran = run([*DVC, "repro"], repo, env).stdout
+        assert (
+            sorted(line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage")) == RECORD_CHAIN
+        )
+        two_leads = json.loads((repo / "metrics" / "record" / "cv.json").read_text())
+        assert two_leads["features"] == json.loads((repo / "metrics" / "record" / "beats.json").read_text())["features"]
+        assert cv["features"] < two_leads["features"]
+    finally:
+        (repo / "params.yaml").write_text(original)
+        run([*DVC, "repro"], repo, env)  # back to the committed choice for the tests after this one
+
+
 def test_a_training_param_reruns_only_training_evaluation_and_shift(reproduced):
     """What a sweep of a training parameter costs: the two trainings, three evaluations and the shift."""
     repo, env, _ = reproduced
     original = (repo / "params.yaml").read_text()
     try:
         set_param(repo, ("train", "num_leaves"), 15)
-        assert sorted(stale_stages(repo, env)) == ["train@interpatient", "train@kaggle"]
+        assert sorted(stale_stages(repo, env)) == ["crossval", "refit_record", "train@interpatient", "train@kaggle",
+                                                   "train_record"]  # fmt: skip
         ran = run([*DVC, "repro"], repo, env).stdout
         ran = sorted(line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage"))
         expected = ["evaluate@interpatient-holdout", "evaluate@interpatient-test", "evaluate@kaggle-test", "shift",
-                    "train@interpatient", "train@kaggle"]  # fmt: skip
-        assert ran == expected
+                    "train@interpatient", "train@kaggle", *RECORD_CHAIN]  # fmt: skip
+        assert ran == sorted(expected)
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+def test_record_model_cross_validated_scored_end_to_end_and_refitted(reproduced):
+    from ecgbeats.modelling.bundle import load_bundle
+
+    repo, _, _ = reproduced
+    beats = json.loads((repo / "metrics" / "record" / "beats.json").read_text())
+    assert beats["ds1"]["records"] == 3 and beats["ds2"]["records"] == 2
+    cv = json.loads((repo / "metrics" / "record" / "cv.json").read_text())
+    folds = [set(records) for records in cv["folds"].values()]
+    assert len(folds) == 3 and set().union(*folds) == {"124", "201", "208"}
+    assert sum(len(f) for f in folds) == 3, "a record is in two folds"
+    assert cv["spread"]["best_iteration"]["median"] >= 1
+    ec57 = json.loads((repo / "metrics" / "record" / "ec57.json").read_text())
+    assert set(ec57["per_record"]) == {"213", "232"}
+    assert ec57["gross"]["qrs_Se"] > 0.9 and ec57["gross"]["qrs_+P"] > 0.9
+    assert ec57["gross"]["matched"] == sum(r["matched"] for r in ec57["per_record"].values())
+    holdout = json.loads((repo / "metrics" / "record" / "holdout.json").read_text())
+    assert holdout["beats"] == beats["ds2"]["beats"]
+    ds1_only, served = load_bundle(repo / "models" / "record-ds1"), load_bundle(repo / "models" / "record")
+    assert ds1_only.representation == served.representation == "record"
+    assert ds1_only.meta["training_records"] == ["124", "201", "208"]
+    assert served.meta["training_records"] == ["124", "201", "208", "213", "232"]
+    expected = served.meta["expected_on_new_patients"]
+    assert expected["holdout"]["accuracy"] == holdout["accuracy"]
+    assert expected["ec57"]["accuracy"] == ec57["gross"]["accuracy"]
+    assert served.meta["patient_context"]["history_seconds"] == 300.0
+    variants = json.loads((repo / "metrics" / "record" / "cv_variants.json").read_text())["variants"]
+    assert {"chosen", "+ second lead", "Kaggle beat rows"} <= set(variants)
+    assert "| chosen |" in (repo / "reports" / "record_cv.md").read_text()
 
 
 def test_changing_a_split_param_reruns_only_that_split(reproduced):

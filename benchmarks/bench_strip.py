@@ -1,0 +1,64 @@
+"""Raw ECG end to end in one process: whole MIT-BIH records through ``Scorer.score_strip``.
+
+    python -m benchmarks.bench_strip --model models/record --raw data/raw/mitdb [--records 100 213] [--repeats 3]
+
+For each record, the best of ``--repeats`` runs of: R-peak detection (wfdb's XQRS), the beat
+measurement (``ecgbeats.features.record.record_features``) and the model; prints beats per second for
+the whole path and for the path without detection, and the share of time in each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ecgbeats.data.aami import DS2
+from ecgbeats.data.dataset import read_record_signals
+from ecgbeats.modelling.bundle import load_bundle
+from ecgbeats.serving import scoring
+from ecgbeats.serving.scoring import Scorer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=Path("models/record"))
+    parser.add_argument("--raw", type=Path, default=Path("data/raw/mitdb"))
+    parser.add_argument("--records", nargs="+", default=list(DS2[:6]))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    scorer = Scorer(load_bundle(args.model), num_threads=1)
+    detect = scoring.detect_r_peaks
+    totals = np.zeros(3)  # detection, the rest, beats
+    print(f"model {scorer.version} ({scorer.representation}), {len(args.records)} records, best of {args.repeats}")
+    print(f"{'record':>8} {'minutes':>8} {'beats':>7} {'detect s':>9} {'rest s':>8} {'beats/s':>9}")
+    for record in args.records:
+        rec = read_record_signals(args.raw, record)
+        leads = rec.signal[:, : scorer.record_config.leads] if scorer.record_config else rec.signal[:, 0]
+        best = (np.inf, np.inf)
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            peaks = detect(rec.signal[:, 0], rec.fs)
+            detected = time.perf_counter()
+            scoring.detect_r_peaks = lambda signal, fs, peaks=peaks: peaks  # the rest of the path alone
+            try:
+                result = scorer.score_strip(leads, rec.fs)
+            finally:
+                scoring.detect_r_peaks = detect
+            done = time.perf_counter()
+            best = min(best, (detected - start, done - detected), key=sum)
+        beats = len(result.beats)
+        totals += [*best, beats]
+        print(f"{record:>8} {len(leads) / rec.fs / 60:8.1f} {beats:7d} {best[0]:9.3f} {best[1]:8.3f} "
+              f"{beats / sum(best):9.0f}")  # fmt: skip
+    detect_s, rest_s, beats = totals
+    print(f"{'all':>8} {'':>8} {int(beats):7d} {detect_s:9.3f} {rest_s:8.3f} {beats / (detect_s + rest_s):9.0f}")
+    print(f"end to end {beats / (detect_s + rest_s):,.0f} beats/s; without detection {beats / rest_s:,.0f} beats/s; "
+          f"detection {100 * detect_s / (detect_s + rest_s):.0f} % of the time")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Stage ec57: the record model as a whole analyser on the DS2 patients' raw records.
+
+Each whole record goes through the service's own strip path (``Scorer.score_strip``: XQRS detection,
+the record measurement, the model); each detected beat is matched to a reference beat within 150 ms
+(``ecgbeats.modelling.ec57``). QRS detection and class figures, gross and per record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ecgbeats.data.aami import BEAT_SYMBOLS, CLASS_NAMES, DS2, SYMBOL_TO_LABEL
+from ecgbeats.data.dataset import read_record_signals
+from ecgbeats.data.mitdb import verify_directory
+from ecgbeats.io import write_csv, write_json
+from ecgbeats.modelling.bundle import load_bundle
+from ecgbeats.modelling.ec57 import TOLERANCE_S, class_figures, detection_figures, match_beats
+from ecgbeats.serving.scoring import Scorer
+from stages.common import load_params, setup_logging
+
+log = logging.getLogger("stages.ec57")
+
+
+def score_record(scorer: Scorer, directory: Path, record: str) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
+    """Detection figures of one record, and the labels and probabilities of its matched AAMI beats."""
+    rec = read_record_signals(directory, record)
+    result = scorer.score_strip(rec.signal[:, : scorer.record_config.leads] if scorer.record_config else rec.signal,
+                                rec.fs)  # fmt: skip
+    symbols = np.asarray(rec.ann_symbols, dtype=object)
+    is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
+    reference, ref_symbols = rec.ann_samples[is_beat], symbols[is_beat]
+    detected = result.beats["r_peak"].to_numpy()
+    match = match_beats(reference, detected, rec.fs, TOLERANCE_S)
+    aami = np.isin(ref_symbols[match.reference], list(SYMBOL_TO_LABEL))
+    labels = np.array([SYMBOL_TO_LABEL[s] for s in ref_symbols[match.reference][aami]], dtype=np.int64)
+    proba = result.predictions.probabilities[match.detected[aami]]
+    return detection_figures(len(reference), len(detected), len(match.reference)), labels, proba
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, type=Path, help="record bundle (train_record stage, DS1 only)")
+    parser.add_argument("--raw", required=True, type=Path, help="verified MIT-BIH directory")
+    parser.add_argument("--metrics", required=True, type=Path, help="EC57 metrics JSON")
+    parser.add_argument("--plots", required=True, type=Path, help="directory for records.csv and confusion.csv")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    setup_logging()
+    present = verify_directory(args.raw, manifest_sha256=load_params("download", args.params)["sha256sums"])
+    records = [r for r in DS2 if r in present]
+    scorer = Scorer(load_bundle(args.model), num_threads=1)
+    rows, all_labels, all_proba = [], [], []
+    totals = np.zeros(3, dtype=np.int64)  # reference, detected, matched
+    for record in tqdm(records, desc="DS2 records", unit="record"):
+        detection, labels, proba = score_record(scorer, args.raw, record)
+        totals += [detection["reference_beats"], detection["detected_beats"], detection["matched"]]
+        classes = class_figures(labels, proba)
+        rows.append({"record": record, **detection, "accuracy": classes["accuracy"],
+                     **{f"{c}_{k}": classes["per_class"][c][k] for c in ("S", "V") for k in ("Se", "+P")}})  # fmt: skip
+        all_labels.append(labels)
+        all_proba.append(proba)
+    labels, proba = np.concatenate(all_labels), np.concatenate(all_proba)
+    gross = {**detection_figures(*map(int, totals)), **class_figures(labels, proba)}
+    write_json({"tolerance_s": TOLERANCE_S, "records": len(records), "gross": gross,
+                "per_record": {row["record"]: {k: v for k, v in row.items() if k != "record"} for row in rows}},
+               args.metrics)  # fmt: skip
+    write_csv(pd.DataFrame(rows), args.plots / "records.csv")
+    names = np.array(CLASS_NAMES)
+    write_csv(pd.DataFrame({"actual": names[labels], "predicted": names[proba.argmax(axis=1)]}),
+              args.plots / "confusion.csv")  # fmt: skip
+    log.info("EC57 over %d records: QRS Se %.4f +P %.4f; accuracy %.4f, macro-F1 NSVF %.4f", len(records),
+             gross["qrs_Se"], gross["qrs_+P"], gross["accuracy"], gross["macro_f1_nsvf"])  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The record model's decisions, each made on the cross-validation over the DS1 patients.
+
+    python -m studies.record_cv --record data/processed/record/ds1.parquet \\
+        --beats data/processed/beats.parquet --out metrics/record/cv_variants.json \\
+        --table plots/record/cv_variants/variants.csv --report reports/record_cv.md
+
+Every variant changes one thing of ``record.model`` (a feature group, the second lead, the class
+weights, the tree shape) or swaps the representation for the Kaggle beat rows of the beat-row
+interpatient model; all use the same record-disjoint folds. The pooled out-of-fold figures and the
+SD of macro-F1 over folds say which choices pay and how far to trust the difference. DS2 is not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecgbeats.analysis.reporting import markdown_table
+from ecgbeats.features.groups import build_features, protocol_groups
+from ecgbeats.features.record import feature_columns, model_config
+from ecgbeats.io import write_csv, write_json, write_text
+from ecgbeats.modelling.crossval import cross_validate, patient_folds
+from stages.common import load_params, setup_logging
+
+log = logging.getLogger("studies.record_cv")
+
+# name -> (what changes, overrides of record.model); groups are removed from the chosen ones
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "chosen": ("record.model as in params.yaml", {}),
+    "+ second lead": ("the record's second signal too (V1 in 20 of 22 DS1 records)", {"leads": 2}),
+    "- window": ("without the raw window samples", {"drop": "window"}),
+    "- morphology": ("without the absolute shape measures", {"drop": "morphology"}),
+    "- rhythm": ("without RR against the preceding beats", {"drop": "rhythm"}),
+    "- patient_rhythm": ("without RR against the patient's 5-minute median", {"drop": "patient_rhythm"}),
+    "- template": ("without the running dominant beat", {"drop": "template"}),
+    "rhythm + template": ("only the two groups whose removal costs most", {"keep": ["rhythm", "template"]}),
+    "class weights sqrt": ("square root of the balanced weights", {"lightgbm": {"class_weight": "sqrt"}}),
+    "no class weights": ("every beat weighs one", {"lightgbm": {"class_weight": "none"}}),
+    "shallow trees": ("7 leaves, 1,000 beats per leaf", {"lightgbm": {"num_leaves": 7, "min_child_samples": 1000}}),
+    "extra trees": ("randomised split thresholds", {"lightgbm": {"extra_trees": True}}),
+    "Kaggle beat rows": ("the beat-row interpatient model's groups on the same folds", {"beat_rows": True}),
+}
+COLUMNS = ("accuracy", "macro_f1_nsvf", "S_Se", "S_+P", "V_Se", "V_+P", "F_+P")
+
+
+def variant_inputs(
+    name: str, record: dict[str, Any], train: dict[str, Any], ds1: pd.DataFrame, beats: pd.DataFrame
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Features, labels, records and LightGBM params of one variant."""
+    _, change = VARIANTS[name]
+    chosen = dict(record["model"])
+    params = {**train, **chosen.get("lightgbm", {}), **change.get("lightgbm", {})}
+    if change.get("beat_rows"):
+        rows = beats[beats["record"].isin(ds1["record"].unique())].reset_index(drop=True)
+        groups = [g for g in protocol_groups(train["features"], "interpatient") if g != "tsfresh"]
+        return build_features(rows, groups), rows["label"].to_numpy(np.int64), rows["record"].to_numpy(), params
+    if "drop" in change:
+        chosen["groups"] = [g for g in chosen["groups"] if g != change["drop"]]
+    if "keep" in change:
+        chosen["groups"] = list(change["keep"])
+    if "leads" in change:
+        chosen["leads"] = change["leads"]
+    columns = feature_columns(model_config({**record, "model": chosen}))
+    return ds1[columns], ds1["label"].to_numpy(np.int64), ds1["record"].to_numpy(), params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--record", required=True, type=Path, help="DS1 record beats (record_beats stage)")
+    parser.add_argument("--beats", required=True, type=Path, help="the Kaggle beat table (ingest stage)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--table", required=True, type=Path)
+    parser.add_argument("--report", required=True, type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    setup_logging()
+    record, train = load_params("record", args.params), load_params("train", args.params)
+    ds1, beats = pd.read_parquet(args.record), pd.read_parquet(args.beats)
+    folds = patient_folds(ds1["record"].to_numpy(), ds1["label"].to_numpy(), int(record["cv"]["folds"]),
+                          int(record["cv"]["seed"]))  # fmt: skip
+    fold_of = dict(zip(ds1["record"], folds, strict=False))  # the same record-disjoint folds for every variant
+    results: dict[str, Any] = {}
+    for name, (what, _) in VARIANTS.items():
+        x, y, records, params = variant_inputs(name, record, train, ds1, beats)
+        cv = cross_validate(x.reset_index(drop=True), y, np.array([fold_of[r] for r in records]), params,
+                            seed=int(train["seed"]))  # fmt: skip
+        summary = cv["summary"]
+        results[name] = {"change": what, "features": int(x.shape[1]), "beats": len(y), **summary["pooled"],
+                         "macro_f1_nsvf_fold_sd": summary["macro_f1_nsvf"]["sd"],
+                         "fold_macro_f1_nsvf": [f["macro_f1_nsvf"] for f in cv["folds"]],
+                         "best_iteration": summary["best_iteration"]["median"]}  # fmt: skip
+        log.info("%-20s macro-F1 NSVF %.4f (fold SD %.3f)", name, summary["pooled"]["macro_f1_nsvf"],
+                 summary["macro_f1_nsvf"]["sd"])  # fmt: skip
+    write_json({"folds": int(record["cv"]["folds"]), "variants": results}, args.out)
+    table = pd.DataFrame([{"variant": n, **r} for n, r in results.items()])
+    write_csv(table, args.table)
+    base = results["chosen"]
+    for r in results.values():  # the same folds: the spread of the per-fold differences is the noise
+        paired = np.subtract(r["fold_macro_f1_nsvf"], base["fold_macro_f1_nsvf"])
+        r["vs_chosen"] = round(r["macro_f1_nsvf"] - base["macro_f1_nsvf"], 4)
+        r["vs_chosen_fold_mean"] = round(float(paired.mean()), 4)
+        r["vs_chosen_fold_se"] = round(float(paired.std(ddof=1) / np.sqrt(len(paired))), 4)
+    rows = [
+        [n, r["change"], r["features"], *(f"{r[c]:.3f}" if r[c] is not None else "-" for c in COLUMNS),
+         f"{r['vs_chosen']:+.3f}", f"{r['vs_chosen_fold_mean']:+.3f} ± {r['vs_chosen_fold_se']:.3f}"]
+        for n, r in results.items()
+    ]  # fmt: skip
+    header = ["variant", "change", "features", "accuracy", "macro-F1 NSVF", "S Se", "S +P", "V Se", "V +P", "F +P",
+              "pooled vs chosen", "per fold vs chosen (mean ± SE)"]  # fmt: skip
+    write_text(
+        "# The record model's decisions, on the cross-validation over the DS1 patients\n\n"
+        "Generated by `studies/record_cv.py` (`make studies`). Pooled out-of-fold figures over the "
+        f"{len(ds1):,} DS1 beats of {ds1['record'].nunique()} records in {record['cv']['folds']} record-disjoint "
+        "folds; each fold is predicted by a model that never saw its patients and early-stopped on another "
+        "fold. Macro-F1 is over N, S, V and F. Every variant uses the same folds, so a difference is judged "
+        "against its own per-fold spread: `per fold vs chosen` is the mean of the five paired fold differences "
+        "and its standard error; a difference within about two standard errors decides nothing. DS2 is not "
+        "read here.\n\n" + markdown_table(header, rows) + "\n",
+        args.report,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""A record model in the service and the batch CLI: the same measurement as at training time, two
+leads on the strip endpoint, and clear refusals where a beat row cannot be scored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.dataset import read_record_signals
+from ecgbeats.features.record import RecordBeatConfig, annotated_beats, annotated_table, feature_columns
+from ecgbeats.modelling.bundle import load_bundle, save_bundle
+from ecgbeats.modelling.model import fit_booster
+from ecgbeats.serving import batch, scoring
+from ecgbeats.serving.scoring import Scorer
+from tests.api.conftest import running_server
+from tests.conftest import FIXTURE_MIRROR
+from tests.model.conftest import FIXTURE_TRAIN_PARAMS
+
+TRAIN_RECORDS = ["124", "201", "208"]
+SCORED = "213"
+CONFIG = RecordBeatConfig(template_beats=10)
+
+
+@pytest.fixture(scope="module")
+def record_bundle(tmp_path_factory):
+    table = annotated_table(FIXTURE_MIRROR, TRAIN_RECORDS, CONFIG, progress=False)
+    columns = feature_columns(CONFIG)
+    booster = fit_booster(table[columns], table["label"].to_numpy(), FIXTURE_TRAIN_PARAMS, seed=0, num_boost_round=20)
+    path = tmp_path_factory.mktemp("record") / "bundle"
+    meta = {
+        "protocol": "interpatient",
+        "class_names": list(CLASS_NAMES),
+        "preprocessing": {"representation": "record", **CONFIG.to_dict()},
+        "patient_context": {"history_seconds": CONFIG.history_seconds},
+        "features": {"groups": list(CONFIG.groups), "columns": columns, "tsfresh": None},
+        "provenance": {"ecgbeats_version": "0.1.0"},
+    }
+    save_bundle(path, booster, meta)
+    return path
+
+
+@pytest.fixture
+def annotated_detector(monkeypatch):
+    """XQRS replaced by the record's own annotated beats: the strip path then sees the training peaks."""
+    from ecgbeats.data.aami import BEAT_SYMBOLS
+
+    rec = read_record_signals(FIXTURE_MIRROR, SCORED)
+    peaks = rec.ann_samples[np.isin(np.asarray(rec.ann_symbols), list(BEAT_SYMBOLS))]
+    monkeypatch.setattr(scoring, "detect_r_peaks", lambda signal, fs: peaks.astype(np.int64))
+    return rec
+
+
+def test_the_strip_path_measures_beats_exactly_as_training_does(record_bundle, annotated_detector):
+    rec = annotated_detector
+    scorer = Scorer(load_bundle(record_bundle))
+    _, served = scorer.strip_beats(rec.signal, rec.fs)
+    trained = annotated_beats(FIXTURE_MIRROR, SCORED, CONFIG)
+    served = served.set_index("r_peak").loc[trained["r_refined"].to_numpy()]
+    columns = feature_columns(CONFIG)
+    np.testing.assert_array_equal(served[columns].to_numpy(), trained[columns].to_numpy())
+
+
+def test_batch_on_a_record_scores_the_training_beats(record_bundle, tmp_path):
+    scorer = Scorer(load_bundle(record_bundle))
+    out = tmp_path / "scored.parquet"
+    report = batch.run(FIXTURE_MIRROR / SCORED, out, scorer, peaks="annotations", progress=False)
+    scored = pd.read_parquet(out)
+    trained = annotated_beats(FIXTURE_MIRROR, SCORED, CONFIG)
+    assert report.scored == len(trained) == len(scored)
+    expected = scorer.bundle.booster.predict(trained[feature_columns(CONFIG)].to_numpy(dtype=np.float64))
+    np.testing.assert_allclose(scored[[f"p_{c}" for c in CLASS_NAMES]].to_numpy(), expected, rtol=0, atol=1e-12)
+    assert scored["label"].tolist() == trained["label"].tolist()
+
+
+def test_batch_detects_on_both_leads_by_default(record_bundle, tmp_path, annotated_detector):
+    scorer = Scorer(load_bundle(record_bundle))
+    two, one = tmp_path / "two.parquet", tmp_path / "one.parquet"
+    batch.run(FIXTURE_MIRROR / SCORED, two, scorer, progress=False)
+    batch.run(FIXTURE_MIRROR / SCORED, one, scorer, second_channel=-1, progress=False)
+    both, single = pd.read_parquet(two), pd.read_parquet(one)
+    assert len(both) == len(single) > 100
+    assert not np.allclose(both["p_N"], single["p_N"])  # the second lead's measures count
+
+
+def test_batch_refuses_a_beat_table_for_a_record_model(record_bundle, tmp_path, fixture_beats):
+    table = tmp_path / "beats.parquet"
+    fixture_beats.head(5).to_parquet(table)
+    with pytest.raises(batch.BatchInputError, match="raw record"):
+        batch.run(table, tmp_path / "out.csv", Scorer(load_bundle(record_bundle)), progress=False)
+
+
+def test_served_record_model_takes_two_leads_and_refuses_beat_rows(record_bundle, tmp_path):
+    import httpx
+
+    rec = read_record_signals(FIXTURE_MIRROR, SCORED)
+    strip = rec.signal[: int(60 * rec.fs)]
+    scorer = Scorer(load_bundle(record_bundle))
+    expected = scorer.score_strip(strip, rec.fs)
+    with running_server(tmp_path / "server.log", model_dir=record_bundle) as base:
+        body = {"fs": rec.fs, "signal": strip[:, 0].tolist(), "second_lead": strip[:, 1].tolist()}
+        response = httpx.post(f"{base}/v1/ecg:classify", json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        beats = response.json()["beats"]
+        assert [b["r_peak"] for b in beats] == expected.beats["r_peak"].tolist()
+        got = np.array([[b["probabilities"][c] for c in CLASS_NAMES] for b in beats])
+        np.testing.assert_allclose(got, expected.predictions.probabilities, rtol=0, atol=1e-9)
+
+        short = {**body, "second_lead": body["second_lead"][:-1]}
+        response = httpx.post(f"{base}/v1/ecg:classify", json=short, timeout=30)
+        assert response.status_code == 422 and "second_lead" in response.text
+
+        row = {"beats": [{"samples": [0.5] * 187}]}
+        response = httpx.post(f"{base}/v1/beats:classify", json=row, timeout=30)
+        assert response.status_code == 422
+        assert "raw ECG" in response.text and "/v1/ecg:classify" in response.text
+
+        info = httpx.get(f"{base}/v1/model", timeout=10).json()
+        assert info["preprocessing"]["representation"] == "record"
+        assert info["patient_context"]["history_seconds"] == CONFIG.history_seconds
