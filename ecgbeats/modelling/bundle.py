@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,21 +144,62 @@ def save_bundle(
 
 
 def bundle_digest(path: str | Path) -> str:
-    """A short identity of a bundle: the sha256 of its manifest."""
+    """A bundle's identity: the sha256 of its manifest (which lists the sha256 of every file)."""
     return _sha256(Path(path) / MANIFEST_FILE)
 
 
-def verify_bundle(path: str | Path) -> None:
+DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
+_MANIFEST_LINE = re.compile(r"([0-9a-f]{64})  (\S+)")
+
+
+def check_pin(pin: str) -> str:
+    """A pinned digest must be the full 64-hex sha256 of the manifest: a prefix could match two bundles."""
+    if not DIGEST_PATTERN.fullmatch(pin):
+        raise BundleError(f"the pinned digest {pin[:80]!r} is not a full sha256 (64 lowercase hex digits)")
+    return pin
+
+
+def read_manifest(path: Path) -> dict[str, str]:
+    """The manifest's file -> sha256, strictly: one ``<sha256>  <file>`` line per bundle file, each file once,
+    nothing else (an extra line would change the digest without changing what is verified)."""
+    listed: dict[str, str] = {}
+    known = (*BUNDLE_FILES, *OPTIONAL_FILES)
+    text = (path / MANIFEST_FILE).read_text(encoding="ascii", errors="replace")
+    lines = text.split("\n")
+    if lines[-1] != "":
+        raise BundleError(f"model bundle {path}: {MANIFEST_FILE} does not end with a newline")
+    for number, line in enumerate(lines[:-1], start=1):
+        match = _MANIFEST_LINE.fullmatch(line)
+        if match is None:
+            raise BundleError(f"model bundle {path}: {MANIFEST_FILE} line {number} is not '<sha256>  <file>'")
+        digest, name = match.groups()
+        if name not in known:
+            raise BundleError(
+                f"model bundle {path}: {MANIFEST_FILE} line {number} lists {name[:80]!r}, not a bundle file"
+            )
+        if name in listed:
+            raise BundleError(f"model bundle {path}: {MANIFEST_FILE} lists {name} twice")
+        listed[name] = digest
+    return listed
+
+
+def verify_bundle(path: str | Path, pin: str | None = None) -> None:
+    """Check a bundle before anything reads it: the pinned digest first (``pin``: the full sha256 of the
+    manifest, e.g. ``ECGBEATS_MODEL_DIGEST``), then the manifest's format, then every file's sha256."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"model bundle {path} does not exist (run `dvc repro` or `dvc pull`)")
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleError(f"model bundle {path} is incomplete: {MANIFEST_FILE} is missing")
-    listed: dict[str, str] = {}
-    for line in manifest_path.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
+    if pin is not None:
+        actual = bundle_digest(path)
+        if actual != check_pin(pin):
+            raise BundleError(
+                f"model bundle {path}: digest {actual} is not the pinned ECGBEATS_MODEL_DIGEST {pin} "
+                "(wrong version deployed?)"
+            )
+    listed = read_manifest(path)
     for name in OPTIONAL_FILES:  # a file the manifest does not cover is not trusted
         if name not in listed and (path / name).exists():
             raise BundleError(f"model bundle {path}: {name} is not listed in {MANIFEST_FILE}")
@@ -175,10 +217,11 @@ def verify_bundle(path: str | Path) -> None:
             )
 
 
-def load_bundle(path: str | Path) -> ModelBundle:
-    """Verify the manifest, then load; a tampered or incomplete bundle raises BundleError."""
+def load_bundle(path: str | Path, pin: str | None = None) -> ModelBundle:
+    """Verify (``verify_bundle``, with the pinned digest if given), then load; a bundle that fails any
+    check, or whose model LightGBM cannot parse, raises BundleError."""
     path = Path(path)
-    verify_bundle(path)
+    verify_bundle(path, pin)
     meta = json.loads((path / META_FILE).read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(
@@ -193,7 +236,10 @@ def load_bundle(path: str | Path) -> ModelBundle:
         record_preprocessing(meta["preprocessing"], path)
     else:
         Preprocessing.from_meta(meta["preprocessing"], path)
-    booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+    try:
+        booster = lgb.Booster(model_file=str(path / MODEL_FILE))
+    except lgb.basic.LightGBMError as err:
+        raise BundleError(f"model bundle {path}: {MODEL_FILE} cannot be parsed: {str(err)[:200]}") from None
     if booster.feature_name() != meta["features"]["columns"]:
         raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")
     reference = json.loads((path / REFERENCE_FILE).read_text()) if (path / REFERENCE_FILE).is_file() else None

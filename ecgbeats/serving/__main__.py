@@ -1,7 +1,8 @@
 """``python -m ecgbeats.serving``: check the model bundle, then serve it with uvicorn.
 
 Settings come from ``ECGBEATS_*`` environment variables (see ``ecgbeats.serving.settings``).
-A missing or tampered bundle stops here with a one-line message and exit code 2, before uvicorn.
+A missing or tampered bundle, a bundle other than the pinned ``ECGBEATS_MODEL_DIGEST``, or a bad setting
+stops here with a one-line message and exit code 2, before uvicorn and before the model is parsed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uvicorn
 
 from ecgbeats.modelling.bundle import BundleError, verify_bundle
 from ecgbeats.serving.api import create_app
-from ecgbeats.serving.settings import Settings
+from ecgbeats.serving.settings import SettingsError, load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-keep-alive", type=int, default=75, help="seconds an idle connection stays open")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
     try:
-        verify_bundle(settings.model_dir)
-    except BundleError as err:
+        settings = load_settings()
+        verify_bundle(settings.model_dir, settings.model_digest)  # the pin before anything reads the model
+    except (BundleError, SettingsError) as err:
         print(f"ecgbeats: refusing to start: {err}", file=sys.stderr)
         return 2
     if args.workers > 1:  # each worker builds its own app from the same environment

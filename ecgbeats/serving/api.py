@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import ecgbeats
 from ecgbeats.data.aami import CLASS_DESCRIPTIONS
 from ecgbeats.data.beats import BEAT_SAMPLES
-from ecgbeats.modelling.bundle import BundleError, bundle_digest, load_bundle
+from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import (
     MAX_LENGTH,
@@ -301,12 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            bundle = load_bundle(settings.model_dir)
-            if settings.model_digest and not bundle_digest(settings.model_dir).startswith(settings.model_digest):
-                raise BundleError(
-                    f"model bundle {settings.model_dir}: digest {bundle_digest(settings.model_dir)} is not the "
-                    f"pinned ECGBEATS_MODEL_DIGEST {settings.model_digest} (wrong version deployed?)"
-                )
+            bundle = load_bundle(settings.model_dir, settings.model_digest)  # the pin is checked first
         except BundleError as err:
             log.error("refusing to start: %s", err)
             raise

@@ -20,7 +20,9 @@ counted): ``--on-error stop`` (default) stops the run, ``--on-error skip`` score
 (``--errors FILE`` lists the skipped ones). The output is written to a temporary file and renamed
 only when the whole run succeeds, so a failed or interrupted run leaves no output behind.
 
-Exit codes: 0 done (rows may have been skipped with ``--on-error skip``), 2 bad input or model.
+Exit codes: 0 done (rows may have been skipped with ``--on-error skip``); 2 bad input or model, an empty
+input, an output that would overwrite the input, or an output that cannot be written (one line on
+stderr); 143 stopped by SIGTERM (the partial output is removed).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +50,7 @@ from ecgbeats.features.record import annotated_beats
 from ecgbeats.io import atomic_path, write_csv
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
-from ecgbeats.serving.settings import Settings
+from ecgbeats.serving.settings import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +129,12 @@ def read_csv_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
                     if i >= len(cells):
                         continue
                     if col in numeric:
-                        value = _float_or_nan(cells[i]) if cells[i].strip() != "" else np.nan
-                        if col in SAMPLE_COLUMNS and np.isnan(value) and not record[PROBLEM]:
-                            record[PROBLEM] = f"{col}: {cells[i]!r} is not a finite number"
+                        blank = cells[i].strip() == ""
+                        value = np.nan if blank else _float_or_nan(cells[i])
+                        # a sample must be a number; an optional column may be blank (unknown), not text
+                        bad = np.isnan(value) and (col in SAMPLE_COLUMNS or not blank)
+                        if bad and not record[PROBLEM]:
+                            record[PROBLEM] = f"{col}: {cells[i][:40]!r} is not a finite number"
                         record[col] = value
                     else:
                         record[col] = cells[i]
@@ -374,6 +380,9 @@ def run(
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be stop or skip, got {on_error!r}")
     fmt = detect_format(input_path) if input_format == "auto" else input_format
+    inputs = [_record_base(input_path).with_suffix(ext) for ext in (".hea", ".dat", ".atr")] if fmt == "wfdb" else []
+    if any(output_path.resolve() == p.resolve() for p in (input_path, *inputs)):
+        raise BatchInputError(f"{output_path}: the output would overwrite the input; name another file")
     if fmt != "wfdb" and not input_path.is_file():
         raise BatchInputError(f"{input_path}: no such file")
     out_fmt = "parquet" if output_path.suffix.lower() in (".parquet", ".pq") else "csv"
@@ -417,7 +426,9 @@ def run(
             report.scored += len(good)
             report.skipped += int(bad.sum())
             bar.update(len(chunk))
-        writer.close(score_chunk(scorer, chunk.iloc[0:0]) if report.rows else _empty_output(scorer))
+        if report.rows == 0:  # raised inside atomic_path: no output file is left behind
+            raise BatchInputError(f"{input_path}: no beats to score (the file is empty or has only a header)")
+        writer.close(score_chunk(scorer, chunk.iloc[0:0]))
     if errors_path is not None:
         write_csv(pd.DataFrame(errors, columns=["row", "problem"]), errors_path)
     if report.skipped:
@@ -425,12 +436,11 @@ def run(
     return report
 
 
-def _empty_output(scorer: Scorer) -> pd.DataFrame:
-    frame = pd.DataFrame({"row": pd.Series(dtype=np.int64)})
-    columns = scorer.bundle.feature_columns if scorer.representation == "record" else SAMPLE_COLUMNS
-    frame[columns] = np.zeros((0, len(columns)), dtype=np.float32)
-    frame[PROBLEM] = pd.Series(dtype=object)
-    return score_chunk(scorer, frame)
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it stopped
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_TERMINATED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,19 +465,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # SIGTERM (a job scheduler's stop) unwinds like Ctrl-C: the temporary output is removed, nothing is left
+    signal.signal(signal.SIGTERM, _stop)
     if args.chunk_size < 1:
         parser.error("--chunk-size must be at least 1")
-    model_dir = args.model or Settings().model_dir
     try:
-        scorer = Scorer(load_bundle(model_dir), version=Settings().model_version)
+        settings = load_settings()
+        model_dir = args.model or settings.model_dir
+        scorer = Scorer(load_bundle(model_dir, settings.model_digest), version=settings.model_version)
         report = run(
             args.input, args.output, scorer,
             input_format=args.input_format, chunk_size=args.chunk_size, on_error=args.on_error,
             errors_path=args.errors, peaks=args.peaks, channel=args.channel, second_channel=args.second_channel,
             progress=not args.no_progress,
         )  # fmt: skip
-    except (BundleError, BatchInputError) as err:
+    except (BundleError, BatchInputError, SettingsError) as err:
         print(f"ecgbeats batch: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an unwritable output directory, a full disk, an unreadable input
+        print(f"ecgbeats batch: {err.strerror or err}: {err.filename or args.output}", file=sys.stderr)
         return 2
     log.info(
         "scored %d of %d rows (%d skipped) with model %s into %s",

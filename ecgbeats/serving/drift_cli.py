@@ -36,6 +36,7 @@ from ecgbeats.serving.batch import (
     read_parquet_chunks,
 )
 from ecgbeats.serving.scoring import Scorer, frame_to_beats, row_problems
+from ecgbeats.serving.settings import SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        bundle = load_bundle(args.model)
-    except BundleError as err:
+        bundle = load_bundle(args.model, load_settings().model_digest)  # ECGBEATS_MODEL_DIGEST pins it here too
+    except (BundleError, SettingsError) as err:
         print(f"drift: {err}", file=sys.stderr)
         return EXIT_ERROR
     if bundle.reference is None:

@@ -28,9 +28,8 @@ class Settings(BaseSettings):
     )
     model_digest: str | None = Field(
         None,
-        pattern=r"^[0-9a-f]{8,64}$",
-        description="if set, refuse to start unless the bundle digest (sha256 of its manifest) starts with "
-        "this: pins the released version (see reports/deployment.md)",
+        description="if set, the full sha256 of the bundle's manifest (64 hex digits): the service, the batch "
+        "CLI and the drift CLI refuse any other bundle before reading it (see reports/deployment.md)",
     )
     drift_window: int = Field(2000, ge=10, le=1_000_000, description="recent beats kept for the drift gauges")
     drift_min_beats: int = Field(
@@ -74,3 +73,20 @@ class Settings(BaseSettings):
     def max_strip_samples(self) -> int:
         """The most samples any accepted strip can have (longest strip at the highest rate)."""
         return int(self.max_strip_seconds * self.max_fs)
+
+
+class SettingsError(ValueError):
+    """Settings from the environment that cannot be used; the message is one line naming each variable."""
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment, with a one-line error naming the bad variables."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"ECGBEATS_{'_'.join(str(p) for p in e['loc']).upper() or '*'}: {e['msg']}" for e in err.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

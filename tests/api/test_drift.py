@@ -220,7 +220,7 @@ def test_service_without_a_profile_serves_without_drift_gauges(bundle_dir):
 
 
 def test_a_pinned_digest_that_does_not_match_stops_the_start(drift_bundle):
-    app = create_app(Settings(model_dir=drift_bundle, model_digest="0" * 12))
+    app = create_app(Settings(model_dir=drift_bundle, model_digest="0" * 64))
     with pytest.raises(BundleError, match="pinned"), TestClient(app):
         pass
 
