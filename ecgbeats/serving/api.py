@@ -167,6 +167,14 @@ class StripResponse(BaseModel):
 # ---------------------------------------------------------------- errors
 
 
+MAX_ECHO = 120  # characters of client input (a field name, a value) an error message may repeat
+
+
+def excerpt(text: str, limit: int = MAX_ECHO) -> str:
+    """``text``, or its first ``limit`` characters and its length: an error never echoes a large input."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = list(loc)
     if parts and parts[0] == "body":
@@ -177,7 +185,7 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
             name += f"[{part}]"
         else:
             name += ("." if name else "") + str(part)
-    return name or "body"
+    return excerpt(name) if name else "body"
 
 
 def error_response(status: int, error: str, message: str, errors: list[dict[str, str]]) -> JSONResponse:
@@ -284,12 +292,17 @@ def _probabilities(predictions: Predictions) -> list[dict[str, float]]:
 def _load_test_metrics(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
+    # clients see the file's name and hash, never the server's paths or OS error text (those go to the log)
     try:
         raw = path.read_bytes()
-        return {"source": str(path), "sha256": hashlib.sha256(raw).hexdigest(), "metrics": json.loads(raw)}
-    except (OSError, ValueError) as err:  # reported, not fatal: the model itself is fine
+    except OSError as err:  # reported, not fatal: the model itself is fine
         log.warning("cannot read the test metrics %s: %s", path, err)
-        return {"source": str(path), "error": str(err)}
+        return {"source": path.name, "error": "the test metrics file cannot be read"}
+    try:
+        return {"source": path.name, "sha256": hashlib.sha256(raw).hexdigest(), "metrics": json.loads(raw)}
+    except ValueError as err:
+        log.warning("the test metrics %s are not JSON: %s", path, err)
+        return {"source": path.name, "error": "the test metrics file is not valid JSON"}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -341,7 +354,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         errors = [
             {
                 "field": "body" if e.get("type") == "json_invalid" else _field_name(e.get("loc", ())),
-                "message": str(e.get("msg", "")),
+                "message": excerpt(str(e.get("msg", ""))),
                 "type": str(e.get("type", "")),
             }
             for e in raw[:MAX_REPORTED_ERRORS]
