@@ -1,6 +1,7 @@
 """QRS detectors compared on the MIT-BIH records: accuracy against the reference beats, and speed.
 
     python -m benchmarks.bench_detectors --raw data/raw/mitdb [--rates 250 360 500 1000] [--records 100 101]
+        [--out rows.csv]; python -m benchmarks.bench_detectors --summarise rows-a.csv rows-b.csv
 
 Each record's first signal (in mV) is resampled from 360 Hz to every rate of ``--rates`` (polyphase,
 anti-aliased), each detector runs on the whole record once, and its beats are matched to the reference
@@ -21,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.signal import resample_poly
 
 from ecgbeats.data.aami import BEAT_SYMBOLS
@@ -72,44 +74,66 @@ def resampled(signal: np.ndarray, fs: float, rate: float) -> np.ndarray:
     return resample_poly(signal, ratio.numerator, ratio.denominator)
 
 
+def measure(raw: Path, records: list[str], rates: list[float], detectors: list[str]) -> pd.DataFrame:
+    """One row per (record, rate, detector): reference, detected and matched beats, detection seconds."""
+    warm = read_record_signals(raw, records[0])
+    for name in detectors:  # imports and first-call set-up are not detection time
+        DETECTORS[name](warm.signal[: int(20 * warm.fs), 0], warm.fs)
+    rows = []
+    for number, record in enumerate(records, start=1):
+        rec = read_record_signals(raw, record)
+        symbols = np.asarray(rec.ann_symbols)
+        reference = rec.ann_samples[np.isin(symbols, list(BEAT_SYMBOLS))]
+        for rate in rates:
+            signal = resampled(rec.signal[:, 0], rec.fs, rate)
+            ref = np.round(reference * rate / rec.fs).astype(np.int64)
+            for name in detectors:
+                start = time.perf_counter()
+                try:
+                    peaks = np.unique(DETECTORS[name](signal, rate))
+                except Exception:  # a detector that fails on a record is scored as finding nothing
+                    peaks = np.zeros(0, dtype=np.int64)
+                seconds = time.perf_counter() - start
+                match = match_beats(ref, peaks, rate)
+                rows.append({"record": record, "rate": rate, "detector": name, "reference": len(ref),
+                             "detected": len(peaks), "matched": len(match.reference), "seconds": seconds,
+                             "samples": len(signal)})  # fmt: skip
+        print(f"[{number}/{len(records)}] record {record} done", flush=True)
+    return pd.DataFrame(rows)
+
+
+def summary(rows: pd.DataFrame) -> str:
+    """The comparison table: gross Se and +P, failed records, and detection speed per detector and rate."""
+    rows = rows.assign(failed=rows["matched"] < FAILED_SE * rows["reference"])
+    lines = ["| detector | Hz | records | reference beats | QRS Se | QRS +P | failed records | samples/s (millions) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (rate, name), g in rows.groupby(["rate", "detector"], sort=True):
+        se = g["matched"].sum() / g["reference"].sum()
+        ppv = g["matched"].sum() / max(g["detected"].sum(), 1)
+        lines.append(
+            f"| {name} | {rate:g} | {g['record'].nunique()} | {int(g['reference'].sum()):,} | {se:.4f} | {ppv:.4f} | "
+            f"{int(g['failed'].sum())} | {g['samples'].sum() / g['seconds'].sum() / 1e6:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw", type=Path, default=Path("data/raw/mitdb"))
     parser.add_argument("--rates", type=float, nargs="+", default=[250.0, 360.0, 500.0, 1000.0])
     parser.add_argument("--records", nargs="+", help="default: every record of the directory")
     parser.add_argument("--detectors", nargs="+", choices=list(DETECTORS), default=list(DETECTORS))
+    parser.add_argument("--out", type=Path, help="also write the per-record rows to this CSV")
+    parser.add_argument("--summarise", type=Path, nargs="+", help="only print the table of these CSVs (--out)")
     args = parser.parse_args(argv)
-    records = args.records or verify_directory(args.raw)
-    warm = read_record_signals(args.raw, records[0])
-    for name in args.detectors:  # imports and first-call set-up are not detection time
-        DETECTORS[name](warm.signal[: int(20 * warm.fs), 0], warm.fs)
-    # (detector, rate) -> reference, detected, matched, failed records, detection seconds, samples
-    totals: dict[tuple[str, float], np.ndarray] = {}
-    for number, record in enumerate(records, start=1):
-        rec = read_record_signals(args.raw, record)
-        symbols = np.asarray(rec.ann_symbols)
-        reference = rec.ann_samples[np.isin(symbols, list(BEAT_SYMBOLS))]
-        for rate in args.rates:
-            signal = resampled(rec.signal[:, 0], rec.fs, rate)
-            ref = np.round(reference * rate / rec.fs).astype(np.int64)
-            for name in args.detectors:
-                start = time.perf_counter()
-                try:
-                    peaks = DETECTORS[name](signal, rate)
-                except Exception:  # a detector that fails on a record is scored as finding nothing
-                    peaks = np.zeros(0, dtype=np.int64)
-                seconds = time.perf_counter() - start
-                match = match_beats(ref, np.unique(peaks), rate)
-                failed = len(match.reference) < FAILED_SE * len(ref)
-                row = [len(ref), len(np.unique(peaks)), len(match.reference), failed, seconds, len(signal)]
-                totals[(name, rate)] = totals.get((name, rate), np.zeros(6)) + row
-        print(f"[{number}/{len(records)}] record {record} done", flush=True)
-    print(f"\n{len(records)} records, first signal, beats matched within 150 ms\n")
-    print("| detector | Hz | reference beats | QRS Se | QRS +P | failed records | samples/s (millions) |")
-    print("|---|---|---|---|---|---|---|")
-    for (name, rate), (n_ref, n_det, n_match, failed, seconds, samples) in totals.items():
-        print(f"| {name} | {rate:g} | {int(n_ref):,} | {n_match / n_ref:.4f} | {n_match / max(n_det, 1):.4f} | "
-              f"{int(failed)} | {samples / seconds / 1e6:.2f} |")  # fmt: skip
+    if args.summarise:
+        rows = pd.concat([pd.read_csv(path, dtype={"record": str}) for path in args.summarise], ignore_index=True)
+    else:
+        rows = measure(args.raw, args.records or verify_directory(args.raw), args.rates, args.detectors)
+        if args.out:
+            rows.to_csv(args.out, index=False)
+    print(f"\n{rows['record'].nunique()} records, first signal, beats matched within 150 ms\n")
+    print(summary(rows))
     return 0
 
 

@@ -35,7 +35,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -214,7 +213,6 @@ def wfdb_frames(
     ``second_channel`` (default: the record's other signal); with annotated peaks exactly as its
     training beats were measured (``ecgbeats.features.record.annotated_beats``).
     """
-    import wfdb
 
     base = _record_base(path)
     if scorer.record_config is not None:
@@ -230,25 +228,7 @@ def wfdb_frames(
             raise BatchInputError("--peaks annotations cuts the first channel, as ingest does; drop --channel")
         frame["time_s"] = np.nan
         return frame
-    try:
-        record = wfdb.rdrecord(str(base), channels=[channel])
-    except Exception as err:  # wfdb raises many kinds on missing or damaged files
-        raise BatchInputError(f"record {base}: cannot read channel {channel}: {err}") from err
-    units = (record.units or ["mV"])[0]
-    scale = {"mv": 1.0, "uv": 1e-3, "v": 1e3}.get(str(units).lower())
-    if scale is None:
-        raise BatchInputError(f"record {base}: channel {channel} is in {units!r}, expected mV")
-    signal = record.p_signal[:, 0] * scale
-    if not np.isfinite(signal).all():
-        bad = int(np.argmin(np.isfinite(signal)))
-        raise BatchInputError(f"record {base}: sample {bad} of channel {channel} is not a finite number")
-    try:
-        _, frame = scorer.strip_beats(signal, float(record.fs))
-    except ScoringError as err:
-        raise BatchInputError(f"record {base}: {err.message}") from err
-    frame.insert(0, "record", base.name)
-    frame["beat_index"] = np.arange(len(frame))
-    return frame
+    return _detected_frame(base, scorer, [channel])
 
 
 def _record_frame(base: Path, scorer: Scorer, peaks: str, channel: int, second_channel: int | None) -> pd.DataFrame:
@@ -280,30 +260,35 @@ def _record_frame(base: Path, scorer: Scorer, peaks: str, channel: int, second_c
             channels.append(other)
     if any(not 0 <= c < header.n_sig for c in channels):
         raise BatchInputError(f"record {base} has {header.n_sig} signal(s); channels {channels} asked for")
+    return _detected_frame(base, scorer, channels)
+
+
+def _detected_frame(base: Path, scorer: Scorer, channels: list[int]) -> pd.DataFrame:
+    """The beats the scorer detects and measures on ``channels`` of a record (the first is detected on)."""
+    import wfdb
+
     try:
         record = wfdb.rdrecord(str(base), channels=channels)
     except Exception as err:  # wfdb raises many kinds on missing or damaged files
-        raise BatchInputError(f"record {base}: cannot read channels {channels}: {err}") from err
-    signal = np.column_stack([_millivolts(record, i, base) for i in range(len(channels))])
+        raise BatchInputError(f"record {base}: cannot read channel(s) {channels}: {err}") from err
+    columns = []
+    for i, channel in enumerate(channels):
+        units = (record.units or ["mV"] * len(channels))[i]
+        scale = {"mv": 1.0, "uv": 1e-3, "v": 1e3}.get(str(units).lower())
+        if scale is None:
+            raise BatchInputError(f"record {base}: channel {channel} is in {units!r}, expected mV")
+        signal = np.asarray(record.p_signal)[:, i] * scale
+        if not np.isfinite(signal).all():
+            bad = int(np.argmin(np.isfinite(signal)))
+            raise BatchInputError(f"record {base}: sample {bad} of channel {channel} is not a finite number")
+        columns.append(signal)
     try:
-        _, frame = scorer.strip_beats(signal, float(record.fs))
+        _, frame = scorer.strip_beats(columns[0] if len(columns) == 1 else np.column_stack(columns), float(record.fs))
     except ScoringError as err:
         raise BatchInputError(f"record {base}: {err.message}") from err
     frame.insert(0, "record", base.name)
     frame["beat_index"] = np.arange(len(frame))
     return frame
-
-
-def _millivolts(record: Any, index: int, base: Path) -> np.ndarray:  # a wfdb.Record (imported lazily)
-    units = (getattr(record, "units", None) or ["mV"] * (index + 1))[index]
-    scale = {"mv": 1.0, "uv": 1e-3, "v": 1e3}.get(str(units).lower())
-    if scale is None:
-        raise BatchInputError(f"record {base}: signal {index} is in {units!r}, expected mV")
-    signal = np.asarray(record.p_signal)[:, index] * scale
-    if not np.isfinite(signal).all():
-        bad = int(np.argmin(np.isfinite(signal)))
-        raise BatchInputError(f"record {base}: sample {bad} of signal {index} is not a finite number")
-    return signal
 
 
 def _frame_chunks(frame: pd.DataFrame, chunk_size: int) -> Iterator[pd.DataFrame]:
