@@ -2,20 +2,41 @@
 
 Settings come from ``ECGBEATS_*`` environment variables (see ``ecgbeats.serving.settings``).
 A missing or tampered bundle, a bundle other than the pinned ``ECGBEATS_MODEL_DIGEST``, or a bad setting
-stops here with a one-line message and exit code 2, before uvicorn and before the model is parsed.
+stops here with a one-line message and exit code 2, before uvicorn and before the model is parsed; so do
+unreadable or malformed API key files. Connections get the limits of ``ecgbeats.serving.connections``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import resource
 import sys
+from typing import Any
 
 import uvicorn
 
 from ecgbeats.modelling.bundle import BundleError, verify_bundle
 from ecgbeats.serving.api import create_app
+from ecgbeats.serving.security import KeyFileError, key_ring
 from ecgbeats.serving.settings import SettingsError, load_settings
+
+PROTOCOL = "ecgbeats.serving.connections:GuardedH11Protocol"
+FD_HEADROOM = 64  # file descriptors beyond the connection cap: the model, logs, the listening socket
+
+
+def _raise_fd_limit(needed: int) -> None:
+    """Raise the soft file-descriptor limit towards the hard one, so the connection cap is reached first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        logging.getLogger(__name__).warning(
+            "the file-descriptor limit is %d, below ECGBEATS_MAX_CONNECTIONS + %d = %d", soft, FD_HEADROOM, needed
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,20 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
+        key_ring(settings)  # key files readable and well-formed
         verify_bundle(settings.model_dir, settings.model_digest)  # the pin before anything reads the model
-    except (BundleError, SettingsError) as err:
+    except (BundleError, SettingsError, KeyFileError) as err:
         print(f"ecgbeats: refusing to start: {err}", file=sys.stderr)
         return 2
+    if settings.auth == "off":
+        logging.getLogger(__name__).warning("ECGBEATS_AUTH=off: every endpoint is open to anyone who can connect")
+    _raise_fd_limit(settings.max_connections + FD_HEADROOM)
+    options: dict[str, Any] = dict(
+        host=args.host, port=args.port, log_level=args.log_level, http=PROTOCOL,
+        timeout_keep_alive=args.timeout_keep_alive, timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
+    )  # fmt: skip
     if args.workers > 1:  # each worker builds its own app from the same environment
-        uvicorn.run(
-            "ecgbeats.serving.api:app_from_env", factory=True, host=args.host, port=args.port,
-            workers=args.workers, log_level=args.log_level, timeout_keep_alive=args.timeout_keep_alive,
-        )  # fmt: skip
+        uvicorn.run("ecgbeats.serving.api:app_from_env", factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(
-            create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-            timeout_keep_alive=args.timeout_keep_alive,
-        )  # fmt: skip
+        uvicorn.run(create_app(settings), **options)
     return 0
 
 

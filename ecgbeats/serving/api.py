@@ -7,6 +7,9 @@ bundle stops the start-up. Every input problem is a 4xx with a JSON body naming 
     {"error": "invalid_input", "message": "...", "errors": [{"field": "beats[0].samples[3]", ...}]}
 """
 
+import asyncio
+import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import json
@@ -17,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +44,7 @@ from ecgbeats.serving.scoring import (
     ScoringError,
     beat_frame,
 )
+from ecgbeats.serving.security import AccessGuard, key_ring
 from ecgbeats.serving.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,9 @@ log = logging.getLogger(__name__)
 BEATS_PATH = "/v1/beats:classify"
 ECG_PATH = "/v1/ecg:classify"
 JSON_PATHS = frozenset({BEATS_PATH, ECG_PATH})
-KNOWN_FIELDS = frozenset({"body", "beats", "signal", "fs", "content-type", "content-length"})
+KNOWN_FIELDS = frozenset(
+    {"body", "beats", "signal", "fs", "content-type", "content-length", "authorization", "request"}
+)
 MAX_REPORTED_ERRORS = 20  # a response lists at most this many field errors (and says how many there were)
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -192,33 +199,75 @@ def error_response(status: int, error: str, message: str, errors: list[dict[str,
     return JSONResponse(status_code=status, content={"error": error, "message": message, "errors": errors})
 
 
-def _raw_error_response(status: int, error: str, field: str, message: str) -> tuple[dict[str, Any], bytes]:
+def _raw_error_response(
+    status: int, error: str, field: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[dict[str, Any], bytes]:
     body = json.dumps(
         {"error": error, "message": message, "errors": [{"field": field, "message": message, "type": error}]}
     ).encode()
     start = {
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        + (headers or []),
     }
     return start, body
 
 
-class InputGuard:
-    """Pure ASGI middleware: JSON content type on the classify endpoints, and a cap on body size.
+@dataclasses.dataclass
+class Lane:
+    """Admission for one kind of heavy request: ``workers`` at once, ``queue`` more waiting, the rest 503."""
 
-    The body is read here (up to the cap) and replayed to the app, so a chunked upload without a
-    Content-Length is held to the same limit.
+    workers: int
+    queue: int
+    waiting: int = 0
+    running: int = 0
+    semaphore: asyncio.Semaphore = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.semaphore = asyncio.Semaphore(self.workers)
+
+    @property
+    def full(self) -> bool:
+        return self.waiting + self.running >= self.workers + self.queue
+
+
+TRIM_AFTER_BYTES = 1_000_000  # after a body this large, give freed memory back to the OS
+
+
+def _release_free_memory() -> None:
+    """glibc keeps freed memory in its arenas; a large strip would otherwise stay in the RSS for good."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class InputGuard:
+    """Pure ASGI middleware: admission control, JSON content type, a cap and a deadline on the body.
+
+    A classify request first takes a worker of its lane (strips and beat batches have their own, so a
+    30-minute strip does not hold up one-beat requests); when the lane's workers and queue are full it
+    gets 503 with ``Retry-After`` at once, before its body is read. The body is then read here (up to the
+    cap, within ``body_timeout`` seconds) and replayed to the app, so a chunked upload without a
+    Content-Length is held to the same limits.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, body_timeout: float, lanes: dict[str, Lane], retry_after: int,
+        metrics: ServiceMetrics,
+    ) -> None:  # fmt: skip
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.lanes = lanes
+        self.retry_after = retry_after
         self.metrics = metrics
 
-    async def _reject(self, send: Send, path: str, status: int, reason: str, field: str, message: str) -> None:
+    async def _reject(
+        self, send: Send, path: str, status: int, reason: str, field: str, message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:  # fmt: skip
         self.metrics.reject(path if path in JSON_PATHS else "other", reason, field, KNOWN_FIELDS)
-        start, body = _raw_error_response(status, reason, field, message)
+        start, body = _raw_error_response(status, reason, field, message, headers)
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
@@ -247,24 +296,59 @@ class InputGuard:
                     f"the body is {int(declared)} bytes; at most {self.max_body_bytes} are accepted",
                 )  # fmt: skip
                 return
+        lane = self.lanes.get(path)
+        if lane is None:
+            await self._admitted(scope, receive, send, path)
+            return
+        if lane.full:
+            await self._reject(
+                send, path, 503, "overloaded", "request",
+                f"{lane.running} requests of this kind are being scored and {lane.waiting} are waiting, the most "
+                f"accepted; retry in {self.retry_after} s",
+                [(b"retry-after", str(self.retry_after).encode())],
+            )  # fmt: skip
+            return
+        lane.waiting += 1
+        try:
+            await lane.semaphore.acquire()
+        finally:
+            lane.waiting -= 1
+        lane.running += 1
+        try:
+            await self._admitted(scope, receive, send, path)
+        finally:
+            lane.running -= 1
+            lane.semaphore.release()
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._reject(
-                    send, path, 413, "body_too_large", "body",
-                    f"the body is over {self.max_body_bytes} bytes, the most accepted",
-                )  # fmt: skip
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        await self._reject(
+                            send, path, 413, "body_too_large", "body",
+                            f"the body is over {self.max_body_bytes} bytes, the most accepted",
+                        )  # fmt: skip
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._reject(
+                send, path, 408, "request_timeout", "body",
+                f"the body was not complete after {self.body_timeout:g} s ({size} bytes received)",
+                [(b"connection", b"close")],
+            )  # fmt: skip
+            return
         body = b"".join(chunks)
+        del chunks
         replayed = False
 
         async def replay() -> Message:
@@ -275,6 +359,9 @@ class InputGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+        if size > TRIM_AFTER_BYTES:
+            del body
+            await anyio.to_thread.run_sync(_release_free_memory)
 
 
 # ---------------------------------------------------------------- the app
@@ -529,7 +616,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
         }
 
-    app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    lanes = {
+        ECG_PATH: Lane(settings.strip_workers, settings.max_queued),
+        BEATS_PATH: Lane(settings.beat_workers, settings.max_queued),
+    }
+    app.add_middleware(
+        InputGuard, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout, lanes=lanes,
+        retry_after=settings.retry_after, metrics=metrics,
+    )  # fmt: skip
+    # outside the input guard: a request without a valid key is refused before its body is read
+    app.add_middleware(
+        AccessGuard, keys=key_ring(settings),
+        on_refusal=lambda path, reason: metrics.reject(
+            path if path in JSON_PATHS else "other", reason, "authorization", KNOWN_FIELDS
+        ),
+    )  # fmt: skip
     # added last, so outermost: requests the guard rejects are counted and timed too
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, include_in_schema=True, tags=["ops"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,7 +50,41 @@ class Settings(BaseSettings):
     max_strip_seconds: float = Field(1800.0, gt=0, description="longest strip accepted (30 min)")
     max_abs_mv: float = Field(50.0, gt=0, description="largest |value| of a strip sample, in millivolts")
 
-    @field_validator("model_version", "model_digest", mode="before")
+    # access control (ecgbeats.serving.security)
+    auth: Literal["keys", "off"] = Field(
+        "keys",
+        description="`keys`: every endpoint but /health, /ready and the viewer page needs a bearer API key; "
+        "`off`: everything is open, for local use only (drift gauges then count every client's beats)",
+    )
+    api_keys: str | None = Field(None, description="comma-separated `sha256:<hex>` hashes of the client keys")
+    api_keys_file: Path | None = Field(
+        None, description="a file of client key hashes, one `sha256:<hex> [name]` per line: classify, /v1/model"
+    )
+    metrics_keys: str | None = Field(None, description="comma-separated hashes of the keys for /metrics and docs")
+    metrics_keys_file: Path | None = Field(None, description="a file of key hashes for /metrics and the API docs")
+    metrics_public: bool = Field(
+        False, description="leave /metrics and the API docs open (a scraper on a private network)"
+    )
+
+    # connections and admission control
+    header_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a connection has to send complete request headers; then 408"
+    )
+    body_timeout: float = Field(60.0, gt=0, le=3600, description="seconds a request has to send its whole body")
+    max_connections: int = Field(
+        1000, ge=1, le=100_000, description="open connections kept; beyond, a new one gets 503 and is closed"
+    )
+    strip_workers: int = Field(1, ge=1, le=64, description="strips scored at once (each costs up to seconds)")
+    beat_workers: int = Field(2, ge=1, le=64, description="beat batches scored at once")
+    max_queued: int = Field(
+        8, ge=0, le=10_000, description="requests of each kind waiting for a worker; beyond, 503 with Retry-After"
+    )
+    retry_after: int = Field(1, ge=1, le=3600, description="seconds a refused client is told to wait (Retry-After)")
+    shutdown_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds a shutdown waits for requests in flight before cancelling them"
+    )
+
+    @field_validator("model_version", "model_digest", "api_keys", "metrics_keys", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

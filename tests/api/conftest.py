@@ -48,6 +48,22 @@ def scorer(bundle_dir):
     return Scorer(load_bundle(bundle_dir))
 
 
+@pytest.fixture(scope="session")
+def drift_bundle(tmp_path_factory, fixture_model, fixture_split) -> Path:  # noqa: F811
+    """The fixture model with a reference profile of its training split (drift gauges enabled)."""
+    from ecgbeats.features.groups import build_features
+    from ecgbeats.modelling.model import predict_proba
+    from ecgbeats.operations import drift
+
+    booster, groups, columns = fixture_model
+    train, _ = fixture_split
+    predicted = predict_proba(booster, build_features(train, groups)).argmax(axis=1)
+    reference = drift.build_profile(train, predicted, list("NSVFQ"))
+    path = tmp_path_factory.mktemp("drift") / "bundle"
+    save_bundle(path, booster, bundle_meta(groups, columns), reference=reference)
+    return path
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -55,6 +71,7 @@ def free_port() -> int:
 
 
 def server_env(**settings: object) -> dict[str, str]:
+    settings.setdefault("auth", "off")  # access control has its own tests (test_access.py)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECGBEATS_")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update({f"ECGBEATS_{k.upper()}": str(v) for k, v in settings.items()})
@@ -114,7 +131,7 @@ SMALL_LIMITS = dict(
 
 @pytest.fixture(scope="session")
 def small_settings(bundle_dir) -> Settings:
-    return Settings(model_dir=bundle_dir, **SMALL_LIMITS)
+    return Settings(model_dir=bundle_dir, auth="off", **SMALL_LIMITS)
 
 
 @pytest.fixture(scope="session")

@@ -12,25 +12,11 @@ from scipy.stats import ks_2samp
 
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
 from ecgbeats.features.groups import build_features
-from ecgbeats.modelling.bundle import MANIFEST_FILE, REFERENCE_FILE, BundleError, load_bundle, save_bundle
-from ecgbeats.modelling.model import predict_proba
+from ecgbeats.modelling.bundle import MANIFEST_FILE, REFERENCE_FILE, BundleError, load_bundle
 from ecgbeats.operations import drift
 from ecgbeats.serving import drift_cli
 from ecgbeats.serving.api import create_app
 from ecgbeats.serving.settings import Settings
-from tests.model.conftest import bundle_meta
-
-
-@pytest.fixture(scope="module")
-def drift_bundle(tmp_path_factory, fixture_model, fixture_split):
-    """The fixture model with a reference profile of its training split."""
-    booster, groups, columns = fixture_model
-    train, _ = fixture_split
-    predicted = predict_proba(booster, build_features(train, groups)).argmax(axis=1)
-    reference = drift.build_profile(train, predicted, list("NSVFQ"))
-    path = tmp_path_factory.mktemp("drift") / "bundle"
-    save_bundle(path, booster, bundle_meta(groups, columns), reference=reference)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +175,7 @@ def test_service_exports_drift_gauges_over_a_sliding_window(drift_bundle, fixtur
     _, val = fixture_split
     val = val.sample(frac=1.0, random_state=0).reset_index(drop=True)  # val is sorted by record
     window = 200
-    settings = Settings(model_dir=drift_bundle, drift_window=window, drift_min_beats=100)
+    settings = Settings(auth="off", model_dir=drift_bundle, drift_window=window, drift_min_beats=100)
     with TestClient(create_app(settings)) as client:
         text = client.get("/metrics").text
         assert _metric(text, "ecgbeats_drift_window_beats") == 0
@@ -214,13 +200,13 @@ def test_service_exports_drift_gauges_over_a_sliding_window(drift_bundle, fixtur
 
 
 def test_service_without_a_profile_serves_without_drift_gauges(bundle_dir):
-    with TestClient(create_app(Settings(model_dir=bundle_dir))) as client:
+    with TestClient(create_app(Settings(auth="off", model_dir=bundle_dir))) as client:
         assert "ecgbeats_drift" not in client.get("/metrics").text
         assert client.get("/v1/model").json()["drift"] is None
 
 
 def test_a_pinned_digest_that_does_not_match_stops_the_start(drift_bundle):
-    app = create_app(Settings(model_dir=drift_bundle, model_digest="0" * 64))
+    app = create_app(Settings(auth="off", model_dir=drift_bundle, model_digest="0" * 64))
     with pytest.raises(BundleError, match="pinned"), TestClient(app):
         pass
 
@@ -234,7 +220,7 @@ def test_scoring_is_idempotent_and_names_the_model(drift_bundle, fixture_split):
         {"samples": row[SAMPLE_COLUMNS].astype(float).tolist(), "length": int(row["length"])}
         for _, row in rows.iterrows()
     ]
-    settings = Settings(model_dir=drift_bundle, drift_window=50, drift_min_beats=10)
+    settings = Settings(auth="off", model_dir=drift_bundle, drift_window=50, drift_min_beats=10)
     with TestClient(create_app(settings)) as first:
         one = first.post("/v1/beats:classify", json={"beats": beats}).json()
         for _ in range(3):  # the drift window and counters change; the answers do not

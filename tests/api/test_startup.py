@@ -28,7 +28,7 @@ def tampered(tmp_path, bundle_dir):
 def test_lifespan_refuses_a_tampered_bundle(tampered):
     with (
         pytest.raises(BundleError, match=r"model\.txt has sha256"),
-        TestClient(create_app(Settings(model_dir=tampered))),
+        TestClient(create_app(Settings(auth="off", model_dir=tampered))),
     ):
         pass
 
