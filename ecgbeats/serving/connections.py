@@ -7,7 +7,9 @@ descriptors. :class:`GuardedH11Protocol` is uvicorn's h11 protocol with two addi
 - a connection whose request headers are not complete ``header_timeout`` seconds after its first byte
   (or after it opened) gets ``408`` and is closed; the body has its own deadline in the app
   (``InputGuard``);
-- a connection beyond ``max_connections`` gets ``503`` with ``Retry-After`` and is closed at once.
+- beyond ``max_connections`` open connections, the one that has waited longest for its request headers
+  gets ``503`` with ``Retry-After`` and is closed to make room; if every connection is in a request,
+  the new one gets that answer instead.
 """
 
 from __future__ import annotations
@@ -82,17 +84,37 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.limits = limits_from_env()
-        if len(self.connections) > self.limits.max_connections:
+        if len(self.connections) > self.limits.max_connections and not self._evict_slowest():
             log.warning("refused a connection: %d open, at most %d", len(self.connections), self.limits.max_connections)
             transport.write(self.limits.overloaded())
             transport.close()
             return
         self._arm()
 
+    def _evict_slowest(self) -> bool:
+        """Close the connection that has waited longest for its request headers, to make room.
+
+        Stalled clients are the ones a cap fills up with; a fresh client (a health probe) still gets in.
+        """
+        waiting = [
+            c
+            for c in self.connections
+            if isinstance(c, GuardedH11Protocol) and c is not self and c._header_deadline and c._between_requests()
+        ]
+        if not waiting:
+            return False  # every other connection is in a request: refuse the new one
+        oldest = min(waiting, key=lambda c: c._waiting_since)
+        oldest._disarm()
+        oldest.transport.write(self.limits.overloaded())
+        oldest.transport.close()
+        return True
+
     def data_received(self, data: bytes) -> None:
         if self._header_deadline is None and self._between_requests() and not self.transport.is_closing():
             self._arm()  # the first byte of a further request on a kept-alive connection
         super().data_received(data)
+        if not self._between_requests():
+            self._disarm()  # the headers are in: the app's body deadline takes over
 
     def on_response_complete(self) -> None:
         self._disarm()
@@ -107,6 +129,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _arm(self) -> None:
         self._disarm()
+        self._waiting_since = self.loop.time()
         self._header_deadline = self.loop.call_later(self.limits.header_timeout, self._on_header_deadline)
 
     def _disarm(self) -> None:
