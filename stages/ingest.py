@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         {
             "source": params["source"],
+            # the rule the fidelity figures below were measured with (None: the published rows themselves)
+            "beat_end": params["beat_end"] if params["source"] == "wfdb" else None,
             "beats": len(beats),
             "records": int(beats["record"].nunique()),
             "classes": class_counts(beats["label"]),

@@ -87,6 +87,17 @@ def test_a_non_beat_annotation_ends_the_beat_before_the_next_r_peak():
     assert plain.lengths[0] == len(range(0, 300 + 300 // 5, 3))
 
 
+def test_a_non_beat_annotation_after_the_next_r_peak_shortens_the_tail():
+    # the first beat ends at the next R peak (300), plus a fifth of the interval to the next annotation
+    # of any type: a signal-quality mark at 450 gives 300 + 150 // 5 = 330, not 300 + 300 // 5 = 360
+    signal = np.arange(900, dtype=float)
+    beats = cut_beats(signal, 360, np.array([0, 300, 600]), bounds=np.array([0, 300, 450, 600]))
+    assert beats.lengths[0] == len(range(0, 330, 3))
+    # the second beat is bounded by the mark at 450 itself: 450 + (600 - 450) // 5 = 480
+    assert beats.lengths[1] == len(range(300, 480, 3))
+    assert cut_beats(signal, 360, np.array([0, 300, 600])).lengths[0] == len(range(0, 360, 3))
+
+
 def test_bounds_outside_the_signal_are_rejected():
     with pytest.raises(ValueError, match="bounds"):
         cut_beats(np.zeros(100), 360, np.array([10, 50]), bounds=np.array([10, 50, 200]))
