@@ -157,18 +157,42 @@ class StripBeat(BeatPrediction):
     rr_next_s: float | None
 
 
+class UnusableStretch(BaseModel):
+    start_s: float
+    end_s: float
+    reason: str = Field(description="flat, saturated, noise (no QRS energy) or spike (an artefact, bridged)")
+
+
+class StripQualitySummary(BaseModel):
+    polarity: str = Field(description="`upright`, or `inverted, flipped before measuring` (first lead)")
+    qrs_down_up_ratio: float | None = Field(description="median downward / upward QRS deflection, first lead")
+    spikes_bridged: int
+    unscored_beats: int = Field(description="detected beats in unusable stretches: not classified")
+    unusable: list[UnusableStretch]
+
+
 class StripSummary(BaseModel):
     duration_s: float
     detected_r_peaks: int
-    beats: int = Field(description="beats classified: every detected R peak but the last")
+    beats: int = Field(
+        description="beats classified: detected R peaks in usable stretches (beat-row models: not the last)"
+    )
     counts: dict[str, int]
     mean_heart_rate_bpm: float | None
+    quality: StripQualitySummary
+
+
+class UnscoredBeat(BaseModel):
+    r_peak: int
+    time_s: float
+    reason: str
 
 
 class StripResponse(BaseModel):
     model: ModelRef
     summary: StripSummary
     beats: list[StripBeat]
+    unscored: list[UnscoredBeat] = Field(description="detected beats not classified, and why")
 
 
 # ---------------------------------------------------------------- errors
@@ -598,6 +622,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         names = result.predictions.names
         summary = result.summary()
         summary["duration_s"] = len(signal) / fs
+        # RR intervals around each classified beat, among every detected peak (unscored ones too)
+        at = np.searchsorted(result.peaks, beats["r_peak"].to_numpy())
+        rr_prev = np.diff(result.peaks, prepend=np.nan)[at] / fs
+        rr_next = np.diff(result.peaks, append=np.nan)[at] / fs
         return {
             "model": {"version": scorer.version, "digest": scorer.digest},
             "summary": summary,
@@ -606,13 +634,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "index": i,
                     "r_peak": int(beats["r_peak"].iat[i]),
                     "time_s": float(beats["time_s"].iat[i]),
-                    "rr_prev_s": _finite_or_none(float(np.diff(result.peaks, prepend=np.nan)[i]) / fs),
-                    "rr_next_s": _finite_or_none(float(np.diff(result.peaks, append=np.nan)[i]) / fs),
+                    "rr_prev_s": _finite_or_none(float(rr_prev[i])),
+                    "rr_next_s": _finite_or_none(float(rr_next[i])),
                     "class_code": int(code),
                     "class_name": names[i],
                     "probabilities": probabilities[i],
                 }
                 for i, code in enumerate(result.predictions.codes)
+            ],
+            "unscored": [
+                {"r_peak": int(r), "time_s": float(t), "reason": str(why)}
+                for r, t, why in result.unscored[["r_peak", "time_s", "reason"]].itertuples(index=False)
             ],
         }
 

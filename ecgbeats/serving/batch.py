@@ -283,9 +283,19 @@ def _detected_frame(base: Path, scorer: Scorer, channels: list[int]) -> pd.DataF
             raise BatchInputError(f"record {base}: sample {bad} of channel {channel} is not a finite number")
         columns.append(signal)
     try:
-        _, frame = scorer.strip_beats(columns[0] if len(columns) == 1 else np.column_stack(columns), float(record.fs))
+        _, frame, _ = scorer.strip_beats(
+            columns[0] if len(columns) == 1 else np.column_stack(columns), float(record.fs)
+        )
     except ScoringError as err:
         raise BatchInputError(f"record {base}: {err.message}") from err
+    unscored = frame.pop("unscored")
+    if (unscored != "").any():
+        reasons = unscored[unscored != ""].value_counts()
+        log.warning(
+            "record %s: %d beat(s) in unusable stretches are not classified (%s)", base.name, int(reasons.sum()),
+            ", ".join(f"{count} {reason}" for reason, count in reasons.items()),
+        )  # fmt: skip
+        frame = frame[(unscored == "").to_numpy()].reset_index(drop=True)
     frame.insert(0, "record", base.name)
     frame["beat_index"] = np.arange(len(frame))
     return frame

@@ -33,6 +33,7 @@ from ecgbeats.data.dataset import SAMPLE_COLUMNS, padded_length
 from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import record_features
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
+from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSignal, assess
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,10 @@ class Predictions:
 class StripResult:
     peaks: np.ndarray  # every detected R peak, samples at the strip's rate
     fs: float
-    beats: pd.DataFrame  # r_peak, time_s and the features per beat (beat bundles: peaks[:-1])
+    beats: pd.DataFrame  # the classified beats: r_peak, time_s and the features (beat bundles: of peaks[:-1])
     predictions: Predictions
+    quality: StripQuality
+    unscored: pd.DataFrame  # r_peak, time_s, reason: beats in unusable stretches, not classified
 
     def summary(self) -> dict[str, Any]:
         rr = np.diff(self.peaks) / self.fs
@@ -169,6 +172,7 @@ class StripResult:
             "beats": int(len(self.beats)),
             "counts": self.predictions.counts(),
             "mean_heart_rate_bpm": float(60.0 / rr.mean()) if len(rr) else None,
+            "quality": self.quality.summary(len(self.unscored)),
         }
 
 
@@ -215,6 +219,7 @@ class Scorer:
         # as the training beats were made: the beat rows' rhythm, or the record measurement
         self.local_rr_beats = bundle.preprocessing.local_rr_beats if self.representation == "beat" else None
         self.record_config = bundle.record_config if self.representation == "record" else None
+        self.quality_config = QualityConfig()
 
     @property
     def class_names(self) -> list[str]:
@@ -234,38 +239,61 @@ class Scorer:
             observe(features, proba)
         return Predictions(proba, self.class_names)
 
-    def strip_beats(self, signal: np.ndarray, fs: float) -> tuple[np.ndarray, pd.DataFrame]:
-        """Detected R peaks and the beat table at them (the shared segmentation).
+    def strip_beats(self, signal: np.ndarray, fs: float) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
+        """Detected R peaks, the beat table at them (the shared segmentation), and the strip's quality.
 
-        ``signal`` is one lead, (samples,), or (samples, leads) with the record model's second lead;
-        R peaks are detected on the first. A ``beat`` bundle cuts Kaggle beat rows from the first lead
-        (every peak but the last); a ``record`` bundle measures every peak on the raw signal
-        (``ecgbeats.features.record.record_features``, as its training beats were).
+        ``signal`` is one lead, (samples,), or (samples, leads) with the record model's second lead.
+        Its quality is judged first (``ecgbeats.processing.quality``: spikes bridged, an inverted first
+        lead flipped, a strip with no usable stretch refused); R peaks are detected on the first lead.
+        A ``beat`` bundle cuts Kaggle beat rows from the first lead (every peak but the last); a
+        ``record`` bundle measures every peak on the raw signal (``ecgbeats.features.record.record_features``,
+        as its training beats were). The table's ``unscored`` column names why a beat in an unusable
+        stretch is not to be classified ("" for the others).
         """
-        signal = np.asarray(signal, dtype=np.float64)
-        first = signal if signal.ndim == 1 else signal[:, 0]
+        try:
+            quality = assess(signal, fs, self.quality_config)
+        except UnusableSignal as err:
+            raise ScoringError("signal", str(err)) from None
+        first = quality.signal if quality.signal.ndim == 1 else quality.signal[:, 0]
         peaks = detect_r_peaks(first, fs)
         if len(peaks) < MIN_PEAKS:
             raise ScoringError(
                 "signal", f"found {len(peaks)} R peak(s) in the strip; at least {MIN_PEAKS} are needed for a beat"
             )
+        quality.orient(peaks, self.quality_config)
+        signal = quality.signal
         if self.record_config is not None:
             refined, beats = record_features(signal, fs, peaks, self.record_config)
             beats.insert(0, "time_s", refined / fs)
             beats.insert(0, "r_peak", refined)
-            return refined, beats
-        signal = first
+            beats["unscored"] = quality.beat_reasons(refined)
+            return refined, beats, quality
+        signal = signal if signal.ndim == 1 else signal[:, 0]
         cut = cut_beats(signal, fs, peaks)
         assert self.local_rr_beats is not None  # a beat bundle's
         rr = {key: values[:-1] for key, values in rr_intervals(peaks, fs, self.local_rr_beats).items()}
         beats = beat_frame(cut.samples, lengths=cut.lengths, rr=rr)
         beats.insert(0, "time_s", peaks[:-1] / fs)
         beats.insert(0, "r_peak", peaks[:-1])
-        return peaks, beats
+        beats["unscored"] = quality.beat_reasons(peaks[:-1])
+        return peaks, beats, quality
 
     def score_strip(self, signal: np.ndarray, fs: float) -> StripResult:
-        peaks, beats = self.strip_beats(signal, fs)
-        return StripResult(peaks=peaks, fs=fs, beats=beats, predictions=self.score_beats(beats))
+        peaks, beats, quality = self.strip_beats(signal, fs)
+        scored = (beats.pop("unscored") == "").to_numpy()
+        unscored = pd.DataFrame(
+            {"r_peak": beats["r_peak"].to_numpy()[~scored], "time_s": beats["time_s"].to_numpy()[~scored]}
+        )
+        unscored["reason"] = quality.beat_reasons(unscored["r_peak"].to_numpy())
+        if not scored.any():
+            reasons = ", ".join(sorted(set(unscored["reason"])))
+            raise ScoringError(
+                "signal", f"none of the {len(beats)} detected beats lies in a usable stretch ({reasons})"
+            )
+        beats = beats[scored].reset_index(drop=True)
+        return StripResult(
+            peaks=peaks, fs=fs, beats=beats, predictions=self.score_beats(beats), quality=quality, unscored=unscored
+        )
 
 
 def model_version(bundle: ModelBundle, digest: str | None = None) -> str:

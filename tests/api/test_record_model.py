@@ -55,7 +55,7 @@ def annotated_detector(monkeypatch):
 def test_the_strip_path_measures_beats_exactly_as_training_does(record_bundle, annotated_detector):
     rec = annotated_detector
     scorer = Scorer(load_bundle(record_bundle))
-    _, served = scorer.strip_beats(rec.signal, rec.fs)
+    _, served, _ = scorer.strip_beats(rec.signal, rec.fs)
     trained = annotated_beats(FIXTURE_MIRROR, SCORED, CONFIG)
     served = served.set_index("r_peak").loc[trained["r_refined"].to_numpy()]
     columns = feature_columns(CONFIG)
@@ -119,3 +119,16 @@ def test_served_record_model_takes_two_leads_and_refuses_beat_rows(record_bundle
         info = httpx.get(f"{base}/v1/model", timeout=10).json()
         assert info["preprocessing"]["representation"] == "record"
         assert info["patient_context"]["history_seconds"] == CONFIG.history_seconds
+
+
+def test_an_inverted_lead_gets_the_classes_of_the_upright_one(record_bundle):
+    rec = read_record_signals(FIXTURE_MIRROR, SCORED)
+    strip = rec.signal[: int(120 * rec.fs)]
+    scorer = Scorer(load_bundle(record_bundle))
+    upright = scorer.score_strip(strip, rec.fs)
+    flipped = strip.copy()
+    flipped[:, 0] = -flipped[:, 0]
+    inverted = scorer.score_strip(flipped, rec.fs)
+    assert inverted.quality.inverted and not upright.quality.inverted
+    np.testing.assert_array_equal(inverted.beats["r_peak"], upright.beats["r_peak"])
+    np.testing.assert_allclose(inverted.predictions.probabilities, upright.predictions.probabilities, atol=1e-12)

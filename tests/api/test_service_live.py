@@ -119,3 +119,46 @@ def test_metrics_count_requests_predictions_and_rejections(http):
     assert len(predicted) == 5 and sum(float(line.split()[-1]) for line in predicted) >= 1
     assert 'ecgbeats_rejected_inputs_total{endpoint="/v1/beats:classify",field="beats",reason="validation"}' in text
     assert "ecgbeats_model_loaded 1.0" in text
+
+
+def _strip_body(signal: np.ndarray) -> dict:
+    return {"fs": 360.0, "signal": np.round(signal, 4).tolist()}
+
+
+def test_strip_quality_noise_is_refused_and_a_noisy_stretch_left_unscored(http):
+    rng = np.random.default_rng(3)
+    response = http.post("/v1/ecg:classify", json=_strip_body(rng.normal(0, 1.0, 360 * 60)))
+    assert response.status_code == 422
+    error = response.json()
+    assert error["error"] == "unscorable" and error["errors"][0]["field"] == "signal"
+    assert "6 noise" in error["message"]
+
+    clean = wfdb.rdrecord(str(FIXTURE_MIRROR / "213"), channels=[0], sampto=360 * 60).p_signal[:, 0]
+    noisy = clean.copy()
+    noisy[360 * 20 : 360 * 30] = rng.normal(0, 1.0, 3600)
+    body = http.post("/v1/ecg:classify", json=_strip_body(noisy)).json()
+    quality = body["summary"]["quality"]
+    assert quality["unusable"] == [{"start_s": 20.0, "end_s": 30.0, "reason": "noise"}]
+    assert quality["unscored_beats"] == len(body["unscored"]) > 0
+    assert all(20 <= b["time_s"] < 30 and b["reason"] == "noise" for b in body["unscored"])
+    assert all(not 20 <= b["time_s"] < 30 for b in body["beats"])
+    assert body["summary"]["beats"] == len(body["beats"])
+
+
+def test_strip_quality_spikes_are_bridged_and_an_inverted_lead_is_flipped(http):
+    clean = wfdb.rdrecord(str(FIXTURE_MIRROR / "213"), channels=[0], sampto=360 * 60).p_signal[:, 0]
+    upright = http.post("/v1/ecg:classify", json=_strip_body(clean)).json()
+    assert upright["summary"]["quality"]["polarity"] == "upright"
+
+    inverted = http.post("/v1/ecg:classify", json=_strip_body(-clean)).json()
+    assert inverted["summary"]["quality"]["polarity"].startswith("inverted")
+    assert [b["class_name"] for b in inverted["beats"]] == [b["class_name"] for b in upright["beats"]]
+
+    spiked = clean.copy()
+    spiked[np.arange(180, len(clean), 360)] += 45.0  # near the 50 mV the service accepts
+    body = http.post("/v1/ecg:classify", json=_strip_body(spiked)).json()
+    quality = body["summary"]["quality"]
+    assert quality["spikes_bridged"] == 60
+    # a beat whose QRS falls in a bridged 100 ms is lost: about 10 % at 110 beats/min, one pop a second
+    assert body["summary"]["detected_r_peaks"] >= 0.85 * upright["summary"]["detected_r_peaks"]
+    assert {b["reason"] for b in body["unscored"]} <= {"spike"}
