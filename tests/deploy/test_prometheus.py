@@ -34,8 +34,6 @@ from tests.api.conftest import free_port, running_server
 from tests.conftest import ROOT
 from tests.model.conftest import bundle_meta, fixture_model, fixture_split  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.slow
-
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS_DIR / "rules.yml"
 RULES_TEST = PROMETHEUS_DIR / "rules_test.yml"
@@ -64,9 +62,7 @@ def tool(name: str) -> str:
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [tool("promtool"), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([tool("promtool"), *map(str, args)], capture_output=True, text=True, timeout=120, check=False)
 
 
 # ---------------------------------------------------------------- promtool
@@ -95,7 +91,9 @@ def test_every_alert_has_unit_tests_that_fire_and_that_do_not():
 
 def test_a_broken_rule_fails_the_unit_tests(tmp_path):
     """The unit tests can fail: a major-drift threshold of 0.35 instead of 0.25 is caught."""
-    (tmp_path / "rules.yml").write_text(RULES.read_text().replace("ecgbeats_drift_psi >= 0.25", "ecgbeats_drift_psi >= 0.35"))
+    (tmp_path / "rules.yml").write_text(
+        RULES.read_text().replace("ecgbeats_drift_psi >= 0.25", "ecgbeats_drift_psi >= 0.35")
+    )
     shutil.copy(RULES_TEST, tmp_path / "rules_test.yml")
     result = promtool("test", "rules", tmp_path / "rules_test.yml")
     assert result.returncode != 0 and "alertname: EcgbeatsInputDriftMajor" in result.stdout + result.stderr
@@ -176,7 +174,9 @@ def beat_payload(frame: pd.DataFrame) -> dict[str, Any]:
 
 def post_beats(base: str, frame: pd.DataFrame) -> None:
     for start in range(0, len(frame), BATCH):
-        response = httpx.post(f"{base}/v1/beats:classify", json=beat_payload(frame.iloc[start : start + BATCH]), timeout=30)
+        response = httpx.post(
+            f"{base}/v1/beats:classify", json=beat_payload(frame.iloc[start : start + BATCH]), timeout=30
+        )
         assert response.status_code == 200, response.text
 
 
@@ -223,7 +223,9 @@ def stack(drift_bundle, fixture_split, tmp_path_factory) -> Iterator[Stack]:  # 
             )
         )  # fmt: skip
         dead_target = f"127.0.0.1:{free_port()}"
-        config = live_config(work / "prometheus.yml", live_rules(work / "rules.yml"), [service[len("http://") :], dead_target])
+        config = live_config(
+            work / "prometheus.yml", live_rules(work / "rules.yml"), [service[len("http://") :], dead_target]
+        )
         port = free_port()
         log = (work / "prometheus.log").open("w")
         stack.callback(log.close)
@@ -271,16 +273,21 @@ def alert_states(alerts: list[dict[str, Any]], name: str) -> dict[str, str]:
     }
 
 
-def test_undrifted_traffic_raises_no_drift_alert(stack):
+@pytest.mark.slow  # a real server and a real Prometheus
+def test_undrifted_traffic_raises_no_drift_alert(stack, capsys):
     time.sleep(TEST_FOR + 2)  # longer than the `for:` of the live rules
     psi = {r["metric"]["feature"]: float(r["value"][1]) for r in stack.query("ecgbeats_drift_psi")}
     assert set(psi) == set(drift.KEY_FEATURES)
+    with capsys.disabled():
+        worst = max(psi, key=psi.get)
+        print(f"\nundrifted window of {WINDOW} beats: largest feature PSI {psi[worst]:.3f} ({worst})")
     alerts = stack.alerts()
     assert alert_states(alerts, "EcgbeatsInputDriftMajor") == {}, psi
     assert alert_states(alerts, "EcgbeatsServiceDown") == {stack.dead_target: "firing"}  # the live one is up
     assert alert_states(alerts, "EcgbeatsModelNotLoaded") == {}
 
 
+@pytest.mark.slow  # a real server and a real Prometheus
 def test_drifted_beats_take_the_drift_alert_to_pending_then_firing(stack, capsys):
     major = "EcgbeatsInputDriftMajor"
     start = time.monotonic()
@@ -311,6 +318,7 @@ def test_drifted_beats_take_the_drift_alert_to_pending_then_firing(stack, capsys
         "seconds_to_pending": round(seen.get("pending", float("nan")), 1),
         "seconds_to_firing": round(seen["firing"], 1),
         "drifted_beats_sent_at_pending": beats_at.get("pending"),
+        "drifted_beats_sent_at_firing": beats_at["firing"],
     }
     with capsys.disabled():
         print(f"\nalert timeline: {json.dumps(timeline)}")
@@ -324,10 +332,45 @@ def test_drifted_beats_take_the_drift_alert_to_pending_then_firing(stack, capsys
 
 # what a PromQL expression may contain that is not a metric name
 PROMQL_WORDS = {
-    "sum", "avg", "min", "max", "count", "rate", "irate", "increase", "histogram_quantile", "absent", "by",
-    "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "clamp_min",
-    "clamp_max", "topk", "bottomk", "label_replace", "vector", "scalar", "time", "offset", "max_over_time",
-    "min_over_time", "avg_over_time", "last_over_time", "changes", "resets", "delta", "deriv", "sort", "abs",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "absent",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "clamp_min",
+    "clamp_max",
+    "topk",
+    "bottomk",
+    "label_replace",
+    "vector",
+    "scalar",
+    "time",
+    "offset",
+    "max_over_time",
+    "min_over_time",
+    "avg_over_time",
+    "last_over_time",
+    "changes",
+    "resets",
+    "delta",
+    "deriv",
+    "sort",
+    "abs",
 }
 NOT_EXPORTED = {"up"}  # made by Prometheus for every target
 
@@ -367,6 +410,7 @@ def exported_names(metrics_text: str) -> set[str]:
     return {line.split("{")[0].split(" ")[0] for line in metrics_text.splitlines() if line and not line.startswith("#")}
 
 
+@pytest.mark.slow  # a real server and a real Prometheus
 def test_every_metric_of_the_rules_and_the_dashboard_is_exported(stack):
     exported = exported_names(httpx.get(f"{stack.service}/metrics", timeout=10).text)
     used = {name for expr in rule_exprs() + dashboard_exprs() for name in metric_names(expr)}
@@ -376,10 +420,30 @@ def test_every_metric_of_the_rules_and_the_dashboard_is_exported(stack):
     assert "http_request_duration_seconds_bucket" in used
 
 
+@pytest.mark.slow  # a real server and a real Prometheus
 def test_every_dashboard_query_runs_and_returns_data(stack):
-    """Each panel query, with Grafana's $__rate_interval as 1m, is valid PromQL and returns series."""
+    """Each panel query, with Grafana's variables set ($__rate_interval 1m, every replica), is valid
+    PromQL for a real Prometheus and returns series after traffic."""
     empty = []
     for expr in dashboard_exprs():
-        if not stack.query(expr.replace("$__rate_interval", "1m")):
+        if not stack.query(expr.replace("$__rate_interval", "1m").replace("$instance", ".+")):
             empty.append(expr)
     assert empty == [], "dashboard queries without data after traffic"
+
+
+def test_the_dashboard_is_provisioned_with_its_datasource():
+    datasources = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    providers = yaml.safe_load((GRAFANA_DIR / "provisioning" / "dashboards" / "ecgbeats.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    assert providers["providers"][0]["type"] == "file" and providers["providers"][0]["options"]["path"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    uids = {p["datasource"]["uid"] for p in panels if "datasource" in p}
+    uids |= {t["datasource"]["uid"] for p in panels for t in p.get("targets", [])}
+    assert uids == {source["uid"]}, "panels must use the provisioned datasource's uid"
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    titles = " ".join(p["title"].lower() for p in panels)
+    for topic in ("latency", "throughput", "class mix", "psi", "rejected", "model loaded"):
+        assert topic in titles, f"no panel about {topic}"
