@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +180,7 @@ def post_beats(base: str, frame: pd.DataFrame) -> None:
         assert response.status_code == 200, response.text
 
 
-def wait_for(what: str, condition, timeout: float, interval: float = 0.25):  # noqa: ANN001 (a callable)
+def wait_for(what: str, condition: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -423,12 +423,13 @@ def test_every_metric_of_the_rules_and_the_dashboard_is_exported(stack):
 @pytest.mark.slow  # a real server and a real Prometheus
 def test_every_dashboard_query_runs_and_returns_data(stack):
     """Each panel query, with Grafana's variables set ($__rate_interval 1m, every replica), is valid
-    PromQL for a real Prometheus and returns series after traffic."""
-    empty = []
-    for expr in dashboard_exprs():
-        if not stack.query(expr.replace("$__rate_interval", "1m").replace("$instance", ".+")):
-            empty.append(expr)
-    assert empty == [], "dashboard queries without data after traffic"
+    PromQL for a real Prometheus and returns series after traffic (rates need two scrapes: wait a bit)."""
+    queries = [expr.replace("$__rate_interval", "1m").replace("$instance", ".+") for expr in dashboard_exprs()]
+    deadline = time.monotonic() + 30
+    while empty := [q for q in queries if not stack.query(q)]:
+        if time.monotonic() > deadline:
+            pytest.fail(f"dashboard queries without data after traffic: {empty}")
+        time.sleep(1)
 
 
 def test_the_dashboard_is_provisioned_with_its_datasource():
