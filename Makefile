@@ -85,6 +85,12 @@ drift: $(INSTALLED) ## drift report of BEATS (parquet/CSV) against MODEL's refer
 	@test -n "$(BEATS)" || (echo "set BEATS to a beat parquet or CSV" && exit 1)
 	$(BIN)/python -m ecgbeats.serving.drift_cli $(BEATS) --model $(MODEL) --out drift-report.json --figure drift-report.png
 
+.PHONY: alerts-test
+alerts-test: ## check and unit-test the Prometheus alert rules and config with promtool (Debian package prometheus)
+	promtool check rules deploy/prometheus/rules.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool test rules deploy/prometheus/rules_test.yml
+
 fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MITDB_MIRROR
 	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)
 	$(BIN)/python scripts/make_fixtures.py --mirror "$(MITDB_MIRROR)" --out tests/fixtures/mitdb
