@@ -18,10 +18,10 @@ from tqdm import tqdm
 
 from ecgbeats.data.aami import BEAT_SYMBOLS, CLASS_NAMES, SYMBOL_TO_LABEL
 from ecgbeats.data.beats import BEAT_SAMPLES, cut_beats, rr_intervals
+from ecgbeats.data.rules import RR_COLUMNS, SAMPLE_COLUMNS, row_problems
 
 log = logging.getLogger(__name__)
 
-SAMPLE_COLUMNS: list[str] = [f"s{i:03d}" for i in range(BEAT_SAMPLES)]
 META_COLUMNS: list[str] = [
     "record", "beat_index", "r_peak", "symbol", "lead", "label",
     "length", "rr_prev", "rr_next", "rr_local", "kaggle_split",
@@ -175,7 +175,8 @@ def read_kaggle_csv(path: str | Path, split: str | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise InputDataError(f"{path}: no such file")
     try:
-        values = pd.read_csv(path, header=None, dtype=np.float64)
+        # blank lines kept (as NaN rows, reported below): row numbers stay line numbers
+        values = pd.read_csv(path, header=None, dtype=np.float64, skip_blank_lines=False)
     except (ValueError, pd.errors.ParserError):
         values = None  # text or ragged rows: the slow path below finds and names the first one
     if values is None or values.shape[1] != BEAT_SAMPLES + 1 or not np.isfinite(values.to_numpy()).all():
@@ -186,6 +187,10 @@ def read_kaggle_csv(path: str | Path, split: str | None = None) -> pd.DataFrame:
         row = int(np.argmin(valid))
         raise InputDataError(f"{path}: row {row + 1}: label {float(labels[row]):g} is not one of 0..4")
     samples = values.iloc[:, :BEAT_SAMPLES].to_numpy(dtype=np.float32)
+    problems = row_problems(pd.DataFrame(values.iloc[:, :BEAT_SAMPLES].to_numpy(), columns=SAMPLE_COLUMNS))
+    if (problems != "").any():  # the rules of the API and the batch CLI (ecgbeats.data.rules)
+        row = int(np.argmax((problems != "").to_numpy()))
+        raise InputDataError(f"{path}: row {row + 1}: {problems.iat[row]}")
     lengths = padded_length(samples)
     frame = pd.DataFrame(
         {
@@ -209,6 +214,8 @@ def _raise_first_bad_cell(path: Path) -> None:
     with open(path) as handle:
         for number, line in enumerate(handle, start=1):
             cells = line.rstrip("\r\n").split(",")
+            if not line.strip():
+                raise InputDataError(f"{path}: row {number} is empty")
             if len(cells) != BEAT_SAMPLES + 1:
                 raise InputDataError(
                     f"{path}: row {number}: {len(cells)} columns, expected {BEAT_SAMPLES + 1} (187 samples and a label)"
@@ -235,7 +242,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         frame[col] = frame[col].astype("string")
     frame["beat_index"] = frame["beat_index"].astype("Int32")
     frame["r_peak"] = frame["r_peak"].astype("Int64")
-    for col in ("rr_prev", "rr_next", "rr_local"):
+    for col in RR_COLUMNS:
         frame[col] = frame[col].astype(np.float32)
     frame[SAMPLE_COLUMNS] = frame[SAMPLE_COLUMNS].astype(np.float32)
     return frame

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import ecgbeats
 from ecgbeats.data.aami import CLASS_DESCRIPTIONS
 from ecgbeats.data.beats import BEAT_SAMPLES
+from ecgbeats.data.rules import range_problem
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import (
@@ -55,6 +56,8 @@ JSON_PATHS = frozenset({BEATS_PATH, ECG_PATH})
 KNOWN_FIELDS = frozenset(
     {"body", "beats", "signal", "fs", "content-type", "content-length", "authorization", "request"}
 )
+# request latency per endpoint (seconds): fine below 0.1 s, where one-beat requests and their alert live
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MAX_REPORTED_ERRORS = 20  # a response lists at most this many field errors (and says how many there were)
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -84,6 +87,14 @@ def request_models(settings: Settings) -> tuple[type[BaseModel], type[BaseModel]
         length: int | None = Field(
             None, ge=0, le=MAX_LENGTH, description="samples before the zero padding; default: from the padding"
         )
+
+        @field_validator("samples")
+        @classmethod
+        def _a_beat(cls, value: list[float]) -> list[float]:
+            problem = range_problem(np.asarray(value))
+            if problem:
+                raise ValueError(problem)
+            return value
 
     class BeatsRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -664,9 +675,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )  # fmt: skip
     # added last, so outermost: requests the guard rejects are counted and timed too
-    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, include_in_schema=True, tags=["ops"]
-    )
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(
+        app, latency_lowr_buckets=LATENCY_BUCKETS
+    ).expose(app, include_in_schema=True, tags=["ops"])
     return app
 
 

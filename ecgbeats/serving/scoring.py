@@ -6,15 +6,8 @@ strip by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest`` uses), with 
 ``ecgbeats.data.beats.rr_intervals``; a record bundle measures every beat on the strip by
 ``ecgbeats.features.record.record_features`` (the function its training beats were measured with).
 
-Input limits (shared by the API's request models and the batch CLI's row checks):
-
-- a beat is 187 finite values in [0, 1]; values up to ``VALUE_TOLERANCE`` outside are accepted
-  (CSV round-off of the published rows) and clipped to [0, 1]; anything further out is rejected,
-  since every beat is min-max scaled to [0, 1] before it is padded;
-- RR intervals are optional (missing is NaN, which LightGBM treats as missing) and, when given,
-  finite seconds in (0, ``MAX_RR_SECONDS``];
-- ``length`` (samples before the zero padding) is optional; without it, it is the position after
-  the last non-zero sample, as for the published Kaggle rows.
+The value rules of a beat row (the API's request models, the batch and drift CLIs and the Kaggle-CSV
+reader of ingest) are ``ecgbeats.data.rules``.
 """
 
 from __future__ import annotations
@@ -30,6 +23,7 @@ import pandas as pd
 import ecgbeats
 from ecgbeats.data.beats import BEAT_SAMPLES, cut_beats, rr_intervals
 from ecgbeats.data.dataset import SAMPLE_COLUMNS, padded_length
+from ecgbeats.data.rules import MAX_LENGTH, MAX_RR_SECONDS, MIN_BEAT_RANGE, VALUE_TOLERANCE, row_problems
 from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import record_features
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
@@ -37,9 +31,8 @@ from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSig
 
 log = logging.getLogger(__name__)
 
-VALUE_TOLERANCE = 1e-6  # how far outside [0, 1] a beat value may be (round-off), clipped to [0, 1]
-MAX_RR_SECONDS = 10.0  # longest RR interval accepted (a 6 beats/min rhythm; real pauses are shorter)
-MAX_LENGTH = 2000  # longest unpadded beat, in 120 Hz samples (about 16 s)
+__all__ = ["MAX_LENGTH", "MAX_RR_SECONDS", "MIN_BEAT_RANGE", "VALUE_TOLERANCE", "row_problems"]  # re-exported
+
 MIN_PEAKS = 2  # a beat runs from its R peak to the next one
 
 
@@ -82,44 +75,6 @@ def beat_frame(
         values = np.full(len(samples), np.nan) if rr is None or rr.get(col) is None else rr[col]
         frame[col] = np.asarray(values, dtype=np.float32)
     return pd.concat([frame, pd.DataFrame(samples, columns=SAMPLE_COLUMNS)], axis=1)
-
-
-def row_problems(frame: pd.DataFrame) -> pd.Series:
-    """Per row of a beat table, the first problem found (empty string for a good row).
-
-    The batch CLI's check, with the same limits as the API's request models.
-    """
-    problems = pd.Series("", index=frame.index, dtype=object)
-
-    def flag(mask: np.ndarray, message: Callable[[np.intp], str]) -> None:
-        for pos in np.flatnonzero(mask & (problems.to_numpy() == "")):
-            problems.iloc[pos] = message(pos)
-
-    samples = frame[SAMPLE_COLUMNS].to_numpy(dtype=np.float64, na_value=np.nan)
-    finite = np.isfinite(samples)
-    flag(~finite.all(axis=1), lambda i: f"{SAMPLE_COLUMNS[int(np.argmin(finite[i]))]}: not a finite number")
-    inside = (samples >= -VALUE_TOLERANCE) & (samples <= 1 + VALUE_TOLERANCE) | ~finite
-    flag(
-        ~inside.all(axis=1),
-        lambda i: (
-            f"{SAMPLE_COLUMNS[int(np.argmin(inside[i]))]}: {samples[i, np.argmin(inside[i])]:g} is outside [0, 1]"
-        ),
-    )
-    for col in RR_COLUMNS:
-        if col in frame:
-            rr = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = ~np.isnan(rr) & ~((rr > 0) & (rr <= MAX_RR_SECONDS))
-
-            # a def, not a lambda: mypy cannot infer the type of a lambda with default arguments
-            def rr_message(i: np.intp, col: str = col, rr: np.ndarray = rr) -> str:
-                return f"{col}: {rr[i]:g} is not in (0, {MAX_RR_SECONDS:g}] seconds"
-
-            flag(bad, rr_message)
-    if "length" in frame:
-        length = frame["length"].to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isnan(length) & ~((length >= 0) & (length <= MAX_LENGTH) & (length == np.round(length)))
-        flag(bad, lambda i: f"length: {length[i]:g} is not a whole number in [0, {MAX_LENGTH}]")
-    return problems
 
 
 def frame_to_beats(frame: pd.DataFrame) -> pd.DataFrame:

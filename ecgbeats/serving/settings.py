@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     min_fs: float = Field(100.0, gt=0, description="lowest sampling rate (Hz) of a strip")
     max_fs: float = Field(1000.0, gt=0, description="highest sampling rate (Hz) of a strip")
     min_strip_seconds: float = Field(10.0, gt=0, description="shortest strip accepted")
-    max_strip_seconds: float = Field(1800.0, gt=0, description="longest strip accepted (30 min)")
+    max_strip_seconds: float = Field(
+        1830.0, gt=0, description="longest strip accepted (a whole 30-min Holter excerpt: MIT-BIH records are 1,806 s)"
+    )
     max_abs_mv: float = Field(50.0, gt=0, description="largest |value| of a strip sample, in millivolts")
 
     # access control (ecgbeats.serving.security)

@@ -139,7 +139,7 @@ def test_a_full_lane_answers_503_at_once_while_the_other_lane_and_health_work(li
         assert refused.headers["retry-after"] == "3"
         assert refused.json()["error"] == "overloaded"
         assert time.monotonic() - start < 2.0  # refused without waiting for the lane
-        beats = {"beats": [{"samples": [0.5] * 187}]}
+        beats = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
         assert httpx.post(f"{limited_server}/v1/beats:classify", json=beats).status_code == 200
         assert httpx.get(f"{limited_server}/health").status_code == 200
         rejected = httpx.get(f"{limited_server}/metrics").text

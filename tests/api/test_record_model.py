@@ -111,7 +111,7 @@ def test_served_record_model_takes_two_leads_and_refuses_beat_rows(record_bundle
         response = httpx.post(f"{base}/v1/ecg:classify", json=short, timeout=30)
         assert response.status_code == 422 and "second_lead" in response.text
 
-        row = {"beats": [{"samples": [0.5] * 187}]}
+        row = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
         response = httpx.post(f"{base}/v1/beats:classify", json=row, timeout=30)
         assert response.status_code == 422
         assert "raw ECG" in response.text and "/v1/ecg:classify" in response.text

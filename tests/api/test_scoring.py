@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 import wfdb
 from scipy.signal import resample_poly
 
-from ecgbeats.data.dataset import SAMPLE_COLUMNS, read_kaggle_csv, record_beats
+from ecgbeats.data.dataset import SAMPLE_COLUMNS, InputDataError, read_kaggle_csv, record_beats
 from ecgbeats.serving import scoring
 from ecgbeats.serving.scoring import Scorer, ScoringError, beat_frame, row_problems
 from tests.conftest import FIXTURE_MIRROR
@@ -23,11 +25,41 @@ def test_the_service_and_the_csv_reader_find_the_padding_the_same_way(tmp_path, 
     rows = fixture_beats.head(50)
     values = rows[SAMPLE_COLUMNS].to_numpy().copy()
     values[:, 150:] = 0  # some padding to find
-    values[3] = 0  # an all-zero row: no signal at all
-    expected = [np.flatnonzero(v).max() + 1 if v.any() else 0 for v in values]
+    values[3, 20:] = 0  # a short beat
+    expected = [np.flatnonzero(v).max() + 1 for v in values]
     pd.DataFrame(np.column_stack([values, rows["label"]])).to_csv(tmp_path / "k.csv", header=False, index=False)
     np.testing.assert_array_equal(read_kaggle_csv(tmp_path / "k.csv")["length"], expected)
     np.testing.assert_array_equal(beat_frame(values)["length"], expected)  # the API's beats without a length
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda v: v.__setitem__((4, 10), 7.0), "row 5: s010: 7 is outside [0, 1]"),
+        (lambda v: v.__setitem__((2, 0), -3.0), "row 3: s000: -3 is outside [0, 1]"),
+        (lambda v: v.__setitem__(6, 0.0), "row 7: samples: the values span only 0"),
+    ],
+)
+def test_ingest_reads_kaggle_csvs_by_the_rules_of_the_api_and_the_batch_cli(tmp_path, fixture_beats, change, message):
+    rows = fixture_beats.head(10)
+    values = rows[SAMPLE_COLUMNS].to_numpy().copy()
+    change(values)
+    path = tmp_path / "k.csv"
+    pd.DataFrame(np.column_stack([values, rows["label"]])).to_csv(path, header=False, index=False)
+    with pytest.raises(InputDataError, match=re.escape(message)):
+        read_kaggle_csv(path)
+    problems = row_problems(pd.DataFrame(values, columns=SAMPLE_COLUMNS))  # the batch CLI's check
+    assert (problems != "").sum() == 1 and message.split(": ", 1)[1] in problems.iat[int(message[4]) - 1]
+
+
+def test_a_blank_line_in_a_kaggle_csv_is_reported_at_its_line(tmp_path, fixture_beats):
+    rows = fixture_beats.head(5)
+    lines = pd.DataFrame(np.column_stack([rows[SAMPLE_COLUMNS], rows["label"]])).to_csv(header=False, index=False)
+    text = lines.splitlines()
+    path = tmp_path / "k.csv"
+    path.write_text("\n".join(text[:2] + ["", ""] + text[2:]) + "\n")
+    with pytest.raises(InputDataError, match=r"row 3 is empty"):
+        read_kaggle_csv(path)
 
 
 @pytest.mark.parametrize("beat_end", ["next_beat", "next_annotation"])
@@ -100,7 +132,9 @@ def test_model_version_from_meta_or_settings(scorer, bundle_dir):
 
 
 def test_row_problems_name_the_column():
-    frame = beat_frame(np.full((4, 187), 0.5, dtype=np.float32))
+    values = np.full((5, 187), 0.5, dtype=np.float32)
+    values[:4, 0], values[:4, 100] = 1.0, 0.0  # min-max scaled beats
+    frame = beat_frame(values)
     frame.loc[1, "s005"] = np.nan
     frame.loc[2, "s186"] = 1.5
     frame.loc[3, "rr_prev"] = -1.0
@@ -109,3 +143,4 @@ def test_row_problems_name_the_column():
     assert problems[1].startswith("s005: not a finite")
     assert problems[2].startswith("s186: 1.5 is outside")
     assert problems[3].startswith("rr_prev: -1")
+    assert problems[4].startswith("samples: the values span only 0;")

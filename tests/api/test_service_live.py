@@ -89,6 +89,7 @@ def test_classify_ecg_strip_from_a_fixture_record(http, scorer):
         ("/v1/beats:classify", json.dumps({"beats": [{"samples": [0.5] * 186}]}), "beats[0].samples"),
         ("/v1/beats:classify", json.dumps({"beats": [{"samples": [0.5] * 186 + [1.5]}]}), "beats[0].samples[186]"),
         ("/v1/beats:classify", json.dumps({"beats": []}), "beats"),
+        ("/v1/beats:classify", json.dumps({"beats": [{"samples": [0.0] * 187}]}), "beats[0].samples"),  # not a beat
         ("/v1/beats:classify", json.dumps({"beats": [{"samples": [0.0] * 187}] * 65}), "beats"),
         ("/v1/ecg:classify", json.dumps({"fs": 5000, "signal": [0.0] * 4000}), "fs"),
         ("/v1/ecg:classify", '{"fs": 360, "signal": [Infinity]}', "signal[0]"),
@@ -110,7 +111,7 @@ def test_oversized_body_and_wrong_content_type(http):
 
 
 def test_metrics_count_requests_predictions_and_rejections(http):
-    http.post("/v1/beats:classify", json={"beats": [{"samples": [0.5] * 187}]})
+    http.post("/v1/beats:classify", json={"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]})
     http.post("/v1/beats:classify", json={"beats": []})
     text = http.get("/metrics").text
     assert 'http_requests_total{handler="/v1/beats:classify",method="POST",status="2xx"}' in text
