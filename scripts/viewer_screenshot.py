@@ -104,7 +104,7 @@ def record_files(record: Path) -> list[Path]:
 
 
 def busiest_window(marks: list[dict[str, Any]], fs: float, span_s: float) -> tuple[float, int]:
-    """The start (s) of the ``span_s`` window with the most non-N beats, and the first non-N beat in it."""
+    """The start (s) of the ``span_s`` window with the most non-N beats, and the non-N beat nearest its middle."""
     ectopic = [i for i, m in enumerate(marks) if m["class_name"] != "N"]
     if not ectopic:
         return 0.0, 0
@@ -117,8 +117,8 @@ def busiest_window(marks: list[dict[str, Any]], fs: float, span_s: float) -> tup
         if count > best_count:
             best, best_count = i, count
     start = max(0.0, times[best] - span_s / 3)
-    first = next(i for i in ectopic if marks[i]["r_peak"] / fs >= start)
-    return start, first
+    middle = min(ectopic, key=lambda i: abs(marks[i]["r_peak"] / fs - (start + span_s / 2)))
+    return start, middle
 
 
 def _free_port() -> int:
@@ -155,6 +155,37 @@ def serve(model: Path, log: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+REDRAW_JS = """
+const [span, done] = arguments;
+const chart = window.ecgViewer.state.chart;
+const rec = window.ecgViewer.state.recording;
+const duration = rec.leads[0].values.length / rec.fs;
+async function median(windowOf) {
+  const times = [];
+  for (let k = 0; k < 7; k++) {
+    const [min, max] = windowOf(k);
+    const t0 = performance.now();
+    chart.setScale("x", { min, max });
+    await new Promise((resolve) => setTimeout(resolve, 0));  // uPlot redraws in a microtask
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[3];
+}
+(async () => {
+  const all = await median(() => [0, duration]);
+  const step = (duration - span) / 7;
+  const win = await median((k) => [k * step, k * step + span]);
+  done({ all, window: win });
+})();
+"""
+
+
+def redraw_ms(driver: Any, span: float) -> dict[str, float]:
+    """Median time (ms) the page takes to redraw after moving its window, whole record and ``span`` s."""
+    return dict(driver.execute_async_script(REDRAW_JS, span))
 
 
 def fit_window(driver: Any) -> None:
@@ -201,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"viewer_screenshot: the page shows an error: {message}")
         marks = driver.execute_script("return window.ecgViewer.marks()")
         fs = driver.execute_script("return window.ecgViewer.state.recording.fs")
+        redraw = redraw_ms(driver, args.span)
         start, beat = busiest_window(marks, fs, args.span)
         driver.execute_script(f"window.ecgViewer.setWindow({start}, {start + args.span})")
         driver.execute_script(f"window.ecgViewer.selectBeat({beat})")
@@ -208,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         screenshot(driver, args.out)
     print(
         f"{args.out}: {args.record.name}, {len(marks)} beats, scored in {elapsed:.1f} s through the page; "
-        f"window {start:.1f}-{start + args.span:.1f} s"
+        f"window {start:.1f}-{start + args.span:.1f} s; median redraw after a pan or zoom: "
+        f"{redraw['all']:.0f} ms showing the whole record, {redraw['window']:.0f} ms showing {args.span:g} s"
     )
     return 0
 

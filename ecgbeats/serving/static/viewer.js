@@ -20,6 +20,7 @@
     times: null, // Float64Array of the beats' times, for the binary searches
     hovered: -1,
     selected: -1,
+    scoredUntil: null, // seconds: the end of the scored part when the service's limit cut the strip
     chart: null,
     overview: null,
   };
@@ -107,6 +108,7 @@
   }
 
   function clearError() {
+    $("notice").hidden = true;
     $("error").hidden = true;
     $("error").replaceChildren();
   }
@@ -212,8 +214,21 @@
   // ------------------------------------------------------------------ scoring
 
   async function scoreStrip(rec) {
-    const body = { fs: rec.fs, signal: Array.from(rec.leads[0].values) };
-    if (rec.leads.length > 1 && modelLeads() === 2) body.second_lead = Array.from(rec.leads[1].values);
+    // a strip longer than the service accepts (an MIT-BIH record is 1805.6 s) is scored up to the limit,
+    // and the page says so; the rest is drawn unmarked
+    const limits = state.model && state.model.limits;
+    const maxSeconds = limits ? limits.strip_seconds[1] : Infinity;
+    const n = rec.leads[0].values.length;
+    const length = Math.min(n, Math.floor(maxSeconds * rec.fs));
+    state.scoredUntil = length < n ? length / rec.fs : null;
+    if (length < n) {
+      rec.warnings.push(
+        `only the first ${formatDuration(length / rec.fs)} of ${formatDuration(n / rec.fs)} are scored ` +
+          `(the service accepts strips of at most ${maxSeconds} s)`,
+      );
+    }
+    const body = { fs: rec.fs, signal: Array.from(rec.leads[0].values.subarray(0, length)) };
+    if (rec.leads.length > 1 && modelLeads() === 2) body.second_lead = Array.from(rec.leads[1].values.subarray(0, length));
     const answer = await api("/v1/ecg:classify", body);
     return { answer, beats: answer.beats };
   }
@@ -273,6 +288,7 @@
     const started = performance.now();
     let scored;
     try {
+      state.scoredUntil = null;
       scored = rec.kind === "beats" ? await scoreBeatRows(rec) : await scoreStrip(rec);
     } catch (err) {
       setStatus("");
@@ -288,8 +304,9 @@
     state.selected = -1;
     if (rec.reference) matchReference(rec);
     render();
-    const warn = rec.warnings.length ? ` · warning: ${rec.warnings.join("; ")}` : "";
-    setStatus(`${rec.name}: ${scored.beats.length.toLocaleString()} beats classified in ${elapsed.toFixed(1)} s${warn}`);
+    $("notice").textContent = rec.warnings.join("; ");
+    $("notice").hidden = !rec.warnings.length;
+    setStatus(`${rec.name}: ${scored.beats.length.toLocaleString()} beats classified in ${elapsed.toFixed(1)} s`);
     document.body.dataset.state = "scored";
   }
 
@@ -354,7 +371,7 @@
     $("s-duration").textContent =
       summary.mean_heart_rate_bpm === null && rec.kind === "beats"
         ? "beat rows carry no rhythm"
-        : `over ${formatDuration(summary.duration_s)}`;
+        : `over ${formatDuration(summary.duration_s)}${state.scoredUntil !== null ? " (scored part)" : ""}`;
     const chips = $("s-counts");
     chips.replaceChildren();
     for (const name of classNames()) {
@@ -589,6 +606,7 @@
         ctx.fillText(beat.class_name, x, top + 3 * dpr);
       }
     }
+    if (state.scoredUntil !== null) shadeUnscored(u, ctx, dpr, true);
     if (rec.reference && $("ref-toggle").checked) {
       const { min, max } = u.scales.x;
       ctx.textBaseline = "bottom";
@@ -606,6 +624,21 @@
     ctx.restore();
   }
 
+  function shadeUnscored(u, ctx, dpr, label) {
+    const { left, top, width, height } = u.bbox;
+    const x = Math.max(left, u.valToPos(state.scoredUntil, "x", true));
+    if (x >= left + width) return;
+    ctx.fillStyle = "rgba(100, 116, 139, 0.16)";
+    ctx.fillRect(x, top, left + width - x, height);
+    if (label && left + width - x > 160 * dpr) {
+      ctx.fillStyle = "#475569";
+      ctx.textAlign = "left";
+      ctx.textBaseline = "top";
+      ctx.font = `${Math.round(12 * dpr)}px system-ui, sans-serif`;
+      ctx.fillText("not scored: beyond the service's strip limit", x + 6 * dpr, top + 20 * dpr);
+    }
+  }
+
   function drawOverview(u) {
     const ctx = u.ctx;
     const { left, top, width, height } = u.bbox;
@@ -618,6 +651,7 @@
       const x = u.valToPos(state.times[i], "x", true);
       ctx.fillRect(x - dpr / 2, top + height - 12 * dpr, Math.max(1, dpr), 12 * dpr);
     }
+    if (state.scoredUntil !== null) shadeUnscored(u, ctx, dpr, false);
     if (state.chart) {
       const { min, max } = state.chart.scales.x;
       const x0 = u.valToPos(min, "x", true);
