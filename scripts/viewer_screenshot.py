@@ -72,13 +72,14 @@ def chromium(width: int = 1440, height: int = 1000, network_log: bool = False) -
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def open_viewer(driver: Any, base: str) -> None:
-    """Load the page and wait until it has asked the service for the model."""
+def open_viewer(driver: Any, base: str, wait_for_model: bool = True) -> None:
+    """Load the page (and wait until it has the served model's description)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/viewer")
     WebDriverWait(driver, 30).until(lambda d: d.find_element("tag name", "body").get_attribute("data-state") == "idle")
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return window.ecgViewer.state.model !== null"))
+    if wait_for_model:
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script("return window.ecgViewer.state.model !== null"))
 
 
 def open_files(driver: Any, paths: list[Path], timeout: float = SCORE_TIMEOUT_S) -> str:

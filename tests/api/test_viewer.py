@@ -16,12 +16,16 @@ import wfdb
 
 from ecgbeats.data.aami import BEAT_SYMBOLS
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
+from ecgbeats.serving.security import hash_key
 from scripts.viewer_screenshot import browser_missing, chromium, open_files, open_viewer, record_files, screenshot
 from tests.api.conftest import running_server
 from tests.api.test_record_model import record_bundle  # noqa: F401 (fixture: a record bundle on the fixtures)
 from tests.conftest import FIXTURE_MIRROR
 
+WebDriverWait = pytest.importorskip("selenium.webdriver.support.ui").WebDriverWait
+
 RECORD = "213"
+CLIENT_KEY = "viewer-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 pytestmark = pytest.mark.slow
 
 
@@ -210,33 +214,40 @@ def test_beat_rows_are_scored_in_batches_and_drawn(browser, beat_server, fixture
     assert chip_counts(browser) == {n: names.count(n) for n in ("N", "S", "V", "F", "Q")}
 
 
-def test_the_key_is_sent_as_a_bearer_token_and_nothing_leaves_the_origin(browser, record_server):
-    open_viewer(browser, record_server)
-    browser.get_log("performance")  # drop what came before
-    key = browser.find_element("id", "api-key")
-    key.send_keys("s3cret-key")
-    browser.execute_script("document.getElementById('api-key').dispatchEvent(new Event('change'))")
-    assert open_files(browser, record_files(FIXTURE_MIRROR / RECORD)) == "scored"
-    assert browser.execute_script("return sessionStorage.getItem('ecgbeats.apiKey')") == "s3cret-key"
-    requests = [
-        m["params"]["request"]
-        for m in (json.loads(e["message"])["message"] for e in browser.get_log("performance"))
-        if m["method"] == "Network.requestWillBeSent"
-    ]
-    classify = [r for r in requests if r["url"].endswith("/v1/ecg:classify")]
-    assert classify and classify[0]["headers"].get("Authorization") == "Bearer s3cret-key"
-    # the page and its assets come from the service itself (no CDN)
-    browser.get_log("performance")
-    browser.refresh()
-    open_viewer(browser, record_server)
-    urls = {
-        m["params"]["request"]["url"]
-        for m in (json.loads(e["message"])["message"] for e in browser.get_log("performance"))
-        if m["method"] == "Network.requestWillBeSent"
-    }
-    assert any(u.endswith("uPlot.iife.min.js") for u in urls)
-    assert all(u.startswith(record_server) for u in urls), urls
-    browser.execute_script("sessionStorage.clear()")
+def requests_sent(driver) -> list[dict]:
+    """The requests the page made since the last call (DevTools network log)."""
+    messages = (json.loads(e["message"])["message"] for e in driver.get_log("performance"))
+    return [m["params"]["request"] for m in messages if m["method"] == "Network.requestWillBeSent"]
+
+
+def test_with_access_control_the_key_is_sent_and_a_refusal_is_explained(browser, record_bundle, tmp_path):  # noqa: F811
+    keys = tmp_path / "client.keys"
+    keys.write_text(f"{hash_key(CLIENT_KEY)} viewer\n")
+    with running_server(tmp_path / "server.log", model_dir=record_bundle, auth="keys", api_keys_file=keys) as base:
+        open_viewer(browser, base, wait_for_model=False)  # the page and its assets are open
+        WebDriverWait(browser, 30).until(lambda d: "HTTP 401" in page_text(d, "model"))
+        assert open_files(browser, record_files(FIXTURE_MIRROR / RECORD)) == "error"
+        assert "HTTP 401" in page_text(browser, "error") and "API key" in page_text(browser, "error")
+
+        requests_sent(browser)  # drop what came before
+        key = browser.find_element("id", "api-key")
+        key.send_keys(CLIENT_KEY)
+        browser.execute_script("document.getElementById('api-key').dispatchEvent(new Event('change'))")
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.ecgViewer.state.model !== null"))
+        assert open_files(browser, record_files(FIXTURE_MIRROR / RECORD)) == "scored", page_text(browser, "error")
+        assert browser.execute_script("return sessionStorage.getItem('ecgbeats.apiKey')") == CLIENT_KEY
+        sent = requests_sent(browser)
+        for path in ("/v1/model", "/v1/ecg:classify"):
+            request = next(r for r in sent if r["url"] == f"{base}{path}")
+            assert request["headers"].get("Authorization") == f"Bearer {CLIENT_KEY}", path
+
+        # a reload keeps the key for this tab; every request stays on the service's origin (no CDN)
+        browser.refresh()
+        open_viewer(browser, base)
+        urls = {r["url"] for r in requests_sent(browser)}
+        assert any(u.endswith("uPlot.iife.min.js") for u in urls)
+        assert all(u.startswith(base) for u in urls), urls
+        browser.execute_script("sessionStorage.clear()")
 
 
 def test_the_landing_page_links_the_viewer(record_server):

@@ -78,7 +78,8 @@
       el.classList.remove("bad");
     } catch (err) {
       state.model = null;
-      el.textContent = `model: unavailable (${err.status ? `HTTP ${err.status}: ` : ""}${err.message})`;
+      const hint = err.status === 401 || err.status === 403 ? "enter an API key · " : "";
+      el.textContent = `model: unavailable (${hint}${err.status ? `HTTP ${err.status}: ` : ""}${err.message})`;
       el.classList.add("bad");
     }
   }
