@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from ecgbeats.data.aami import BEAT_SYMBOLS
+from ecgbeats.data.aami import SYMBOL_TO_CLASS
 from ecgbeats.data.dataset import SAMPLE_COLUMNS
 from ecgbeats.serving.security import hash_key
 from scripts.viewer_screenshot import browser_missing, chromium, open_files, open_viewer, record_files, screenshot
@@ -89,7 +89,7 @@ def test_a_record_shows_the_apis_beats_classes_and_counts(browser, record_server
             np.array(browser.execute_script(f"return window.ecgViewer.lead({k})")), rec.p_signal[:, k]
         )
     ann = wfdb.rdann(str(FIXTURE_MIRROR / RECORD), "atr")
-    beats = np.isin(ann.symbol, list(BEAT_SYMBOLS))
+    beats = np.isin(ann.symbol, list(SYMBOL_TO_CLASS))  # the beats with an AAMI class
     reference = browser.execute_script(
         "return window.ecgViewer.state.recording.reference.map(r => [r.sample, r.symbol])"
     )
@@ -110,6 +110,19 @@ def test_a_record_shows_the_apis_beats_classes_and_counts(browser, record_server
     assert page_text(browser, "s-hr") == f"{round(expected['summary']['mean_heart_rate_bpm'])} bpm"
     assert page_text(browser, "model-digest") == f"sha256 {model['digest']}"
     assert f"model {model['version']}" in page_text(browser, "model")
+    # the agreement with the reference annotations: each reference beat against the nearest detected beat
+    peaks = np.array([b["r_peak"] for b in expected["beats"]])
+    nearest = [int(np.argmin(np.abs(peaks - s))) for s in ann.sample[beats]]
+    matched = [
+        (SYMBOL_TO_CLASS[y], expected["beats"][i]["class_name"])
+        for s, y, i in zip(ann.sample[beats], np.asarray(ann.symbol)[beats], nearest, strict=True)
+        if abs(peaks[i] - s) <= 0.15 * rec.fs
+    ]
+    agree = sum(a == b for a, b in matched)
+    assert (
+        f"{int(beats.sum())} reference beats, {len(matched)} matched by a detected beat within 150 ms, "
+        f"{agree} of those ({100 * agree / len(matched):.1f}%) with the same class"
+    ) in page_text(browser, "reference-agreement")
     screenshot(browser, tmp_path / "viewer-213.png")
     assert (tmp_path / "viewer-213.png").stat().st_size > 20_000
 

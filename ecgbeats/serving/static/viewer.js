@@ -317,6 +317,7 @@
     for (const ref of rec.reference) {
       const t = ref.sample / rec.fs;
       const i = nearestBeat(t);
+      ref.scored = state.scoredUntil === null || t <= state.scoredUntil;
       ref.predicted = i >= 0 && Math.abs(state.times[i] - t) <= tolerance ? state.beats[i].class_name : null;
     }
   }
@@ -412,7 +413,15 @@
     if (state.recording.reference) {
       const ref = document.createElement("span");
       ref.className = "legend-item ref";
-      ref.textContent = "grey letters below: reference annotations (coloured where the model disagrees)";
+      const refs = state.recording.reference.filter((r) => r.scored);
+      const matched = refs.filter((r) => r.predicted !== null);
+      const agree = matched.filter((r) => r.predicted === r.aami).length;
+      const within = state.recording.kind === "beats" ? "" : " within 150 ms";
+      ref.id = "reference-agreement";
+      ref.textContent =
+        `letters below: reference annotations, grey where the model agrees, coloured where not · ` +
+        `${refs.length.toLocaleString()} reference beats, ${matched.length.toLocaleString()} matched by a detected beat${within}, ` +
+        `${agree.toLocaleString()} of those (${((100 * agree) / Math.max(1, matched.length)).toFixed(1)}%) with the same class`;
       legend.append(ref);
     }
   }
