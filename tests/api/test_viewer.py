@@ -169,12 +169,37 @@ def test_a_csv_strip_is_scored_like_the_same_json(browser, record_server, tmp_pa
     assert marks == [{"r_peak": b["r_peak"], "class_name": b["class_name"]} for b in expected.json()["beats"]]
 
 
+def test_a_dropped_file_is_read_like_an_opened_one(browser, record_server):
+    rec = wfdb.rdrecord(str(FIXTURE_MIRROR / RECORD))
+    text = "# fs=360\n" + "\n".join(repr(v) for v in rec.p_signal[:5400, 0].tolist()) + "\n"
+    open_viewer(browser, record_server)
+    browser.execute_script(
+        """
+        document.body.dataset.state = "sent";
+        const data = new DataTransfer();
+        data.items.add(new File([arguments[0]], "dropped.csv", { type: "text/csv" }));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true }));
+        """,
+        text,
+    )
+    WebDriverWait(browser, 120).until(
+        lambda d: d.find_element("tag name", "body").get_attribute("data-state") in ("scored", "error")
+    )
+    assert browser.find_element("tag name", "body").get_attribute("data-state") == "scored", page_text(browser, "error")
+    expected = post(record_server, "/v1/ecg:classify", {"fs": 360.0, "signal": rec.p_signal[:5400, 0].tolist()}).json()
+    marks = browser.execute_script("return window.ecgViewer.marks()")
+    assert marks == [{"r_peak": b["r_peak"], "class_name": b["class_name"]} for b in expected["beats"]]
+    assert page_text(browser, "s-name") == "dropped"
+
+
 def test_the_api_error_is_shown_for_unscorable_input(browser, record_server, tmp_path):
     short = tmp_path / "short.csv"
     signal = np.round(np.sin(np.arange(1800) / 20), 3)  # 5 s at 360 Hz: below the 10 s minimum
     short.write_text("\n".join(repr(v) for v in signal.tolist()) + "\n")
     open_viewer(browser, record_server)
     assert open_files(browser, [short]) == "error"
+    for element in ("summary", "plot-area"):  # nothing from an earlier recording
+        assert not browser.find_element("id", element).is_displayed(), element
     refused = post(record_server, "/v1/ecg:classify", {"fs": 360.0, "signal": signal.tolist()})
     assert refused.status_code == 422
     assert "HTTP 422" in page_text(browser, "error")

@@ -273,13 +273,15 @@
     const files = Array.from(fileList);
     if (!files.length) return;
     clearError();
+    // the previous recording goes away: an error below must not look like it belongs to it
+    for (const id of ["summary", "plot-area", "beat-panel", "tooltip"]) $(id).hidden = true;
     document.body.dataset.state = "loading";
     setStatus(`reading ${files.map((f) => f.name).join(", ")}…`);
     let rec;
     try {
       rec = await readRecording(files);
     } catch (err) {
-      setStatus("");
+      setStatus(`${files.map((f) => f.name).join(", ")}: not scored`);
       showError("Cannot read this file", err.message);
       return;
     }
@@ -292,7 +294,7 @@
       state.scoredUntil = null;
       scored = rec.kind === "beats" ? await scoreBeatRows(rec) : await scoreStrip(rec);
     } catch (err) {
-      setStatus("");
+      setStatus(`${files.map((f) => f.name).join(", ")}: not scored`);
       showError(apiErrorTitle(err), err.message);
       return;
     }
@@ -831,6 +833,12 @@
       });
     }
     for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
+    drop.addEventListener("keydown", (e) => {
+      if (e.target === drop && (e.key === "Enter" || e.key === " ")) {
+        e.preventDefault();
+        $("files").click();
+      }
+    });
     drop.addEventListener("drop", (e) => {
       e.preventDefault();
       openFiles(e.dataTransfer.files);
