@@ -120,7 +120,7 @@ def test_a_record_shows_the_apis_beats_classes_and_counts(browser, record_server
     ]
     agree = sum(a == b for a, b in matched)
     assert (
-        f"{int(beats.sum())} reference beats, {len(matched)} matched by a detected beat within 150 ms, "
+        f"{int(beats.sum())} reference beats, {len(matched)} matched by a classified beat within 150 ms, "
         f"{agree} of those ({100 * agree / len(matched):.1f}%) with the same class"
     ) in page_text(browser, "reference-agreement")
     screenshot(browser, tmp_path / "viewer-213.png")
@@ -167,6 +167,32 @@ def test_a_csv_strip_is_scored_like_the_same_json(browser, record_server, tmp_pa
     )
     marks = browser.execute_script("return window.ecgViewer.marks()")
     assert marks == [{"r_peak": b["r_peak"], "class_name": b["class_name"]} for b in expected.json()["beats"]]
+
+
+def write_strip(path: Path, signal: np.ndarray) -> Path:
+    path.write_text("# fs=360\n" + "\n".join(repr(v) for v in np.round(signal, 4).tolist()) + "\n")
+    return path
+
+
+def test_unusable_stretches_and_unscored_beats_are_shown_as_the_api_says(browser, record_server, tmp_path):
+    clean = wfdb.rdrecord(str(FIXTURE_MIRROR / RECORD), channels=[0], sampto=360 * 60).p_signal[:, 0]
+    noisy = clean.copy()
+    noisy[360 * 20 : 360 * 30] = np.random.default_rng(3).normal(0, 1.0, 3600)  # as in test_service_live
+    open_viewer(browser, record_server)
+    assert open_files(browser, [write_strip(tmp_path / "noisy.csv", noisy)]) == "scored", page_text(browser, "error")
+    answer = post(record_server, "/v1/ecg:classify", {"fs": 360.0, "signal": np.round(noisy, 4).tolist()}).json()
+    quality = answer["summary"]["quality"]
+    assert quality["unscored_beats"] > 0
+    assert browser.execute_script("return window.ecgViewer.state.unusable") == quality["unusable"]
+    assert browser.execute_script("return window.ecgViewer.unscoredMarks()") == [
+        b["r_peak"] for b in answer["unscored"]
+    ]
+    assert f"{quality['unscored_beats']} detected beats in them are not classified" in page_text(browser, "notice")
+    assert "(1 noise)" in page_text(browser, "notice")
+    assert f"{len(answer['unscored'])} not classified" in page_text(browser, "s-peaks")
+
+    assert open_files(browser, [write_strip(tmp_path / "inverted.csv", -clean)]) == "scored"
+    assert "inverted" in page_text(browser, "notice")
 
 
 def test_a_dropped_file_is_read_like_an_opened_one(browser, record_server):

@@ -21,6 +21,8 @@
     hovered: -1,
     selected: -1,
     scoredUntil: null, // seconds: the end of the scored part when the service's limit cut the strip
+    unscored: [], // detected beats the service did not classify: [{r_peak, time_s, reason}]
+    unusable: [], // stretches the service judged unusable: [{start_s, end_s, reason}]
     chart: null,
     overview: null,
   };
@@ -231,7 +233,7 @@
     const body = { fs: rec.fs, signal: Array.from(rec.leads[0].values.subarray(0, length)) };
     if (rec.leads.length > 1 && modelLeads() === 2) body.second_lead = Array.from(rec.leads[1].values.subarray(0, length));
     const answer = await api("/v1/ecg:classify", body);
-    return { answer, beats: answer.beats };
+    return { answer, beats: answer.beats, unscored: answer.unscored || [] };
   }
 
   async function scoreBeatRows(rec) {
@@ -257,7 +259,7 @@
       counts,
       mean_heart_rate_bpm: null,
     };
-    return { answer: { model: answer.model, summary, beats }, beats };
+    return { answer: { model: answer.model, summary, beats }, beats, unscored: [] };
   }
 
   function classNames() {
@@ -292,6 +294,8 @@
     let scored;
     try {
       state.scoredUntil = null;
+      state.unscored = [];
+      state.unusable = [];
       scored = rec.kind === "beats" ? await scoreBeatRows(rec) : await scoreStrip(rec);
     } catch (err) {
       setStatus(`${files.map((f) => f.name).join(", ")}: not scored`);
@@ -303,6 +307,10 @@
     state.result = scored.answer;
     state.beats = scored.beats;
     state.times = Float64Array.from(scored.beats, (b) => b.r_peak / rec.fs);
+    state.unscored = scored.unscored;
+    const quality = scored.answer.summary.quality;
+    state.unusable = quality ? quality.unusable.filter((s) => s.reason !== "spike" || s.end_s > s.start_s) : [];
+    if (quality) qualityWarnings(quality, rec);
     state.hovered = -1;
     state.selected = -1;
     if (rec.reference) matchReference(rec);
@@ -311,6 +319,23 @@
     $("notice").hidden = !rec.warnings.length;
     setStatus(`${rec.name}: ${scored.beats.length.toLocaleString()} beats classified in ${elapsed.toFixed(1)} s`);
     document.body.dataset.state = "scored";
+  }
+
+  // what the service said about the strip's quality, in words
+  function qualityWarnings(quality, rec) {
+    if (quality.polarity && quality.polarity !== "upright") {
+      rec.warnings.push(`${rec.leads[0].name}: ${quality.polarity} (the service's reading of the QRS deflections)`);
+    }
+    if (quality.unusable.length || quality.unscored_beats) {
+      const reasons = {};
+      for (const s of quality.unusable) reasons[s.reason] = (reasons[s.reason] || 0) + 1;
+      const kinds = Object.entries(reasons).map(([k, n]) => `${n} ${k}`).join(", ");
+      rec.warnings.push(
+        `unusable stretches (${kinds || "none"}): ${quality.unscored_beats.toLocaleString()} detected ` +
+          "beats in them are not classified (grey marks)",
+      );
+    }
+    if (quality.spikes_bridged) rec.warnings.push(`${quality.spikes_bridged} spike(s) bridged before detection`);
   }
 
   // each reference beat: the class of the detected beat within 150 ms (the EC57 match window), if any
@@ -369,7 +394,8 @@
     $("s-peaks").textContent =
       summary.detected_r_peaks === null
         ? "one per row"
-        : `of ${summary.detected_r_peaks.toLocaleString()} R peaks detected`;
+        : `of ${summary.detected_r_peaks.toLocaleString()} R peaks detected` +
+          (state.unscored.length ? ` · ${state.unscored.length.toLocaleString()} not classified` : "");
     $("s-hr").textContent =
       summary.mean_heart_rate_bpm === null ? "—" : `${Math.round(summary.mean_heart_rate_bpm)} bpm`;
     $("s-duration").textContent =
@@ -412,6 +438,12 @@
       item.textContent = `${name} ${classDescription(name)}`;
       legend.append(item);
     }
+    if (state.unscored.length || state.unusable.length) {
+      const item = document.createElement("span");
+      item.className = "legend-item unscored";
+      item.textContent = "– dashed grey: detected, not classified (in an unusable stretch, shaded)";
+      legend.append(item);
+    }
     if (state.recording.reference) {
       const ref = document.createElement("span");
       ref.className = "legend-item ref";
@@ -422,7 +454,7 @@
       ref.id = "reference-agreement";
       ref.textContent =
         `letters below: reference annotations, grey where the model agrees, coloured where not · ` +
-        `${refs.length.toLocaleString()} reference beats, ${matched.length.toLocaleString()} matched by a detected beat${within}, ` +
+        `${refs.length.toLocaleString()} reference beats, ${matched.length.toLocaleString()} matched by a classified beat${within}, ` +
         `${agree.toLocaleString()} of those (${((100 * agree) / Math.max(1, matched.length)).toFixed(1)}%) with the same class`;
       legend.append(ref);
     }
@@ -619,6 +651,24 @@
       }
     }
     if (state.scoredUntil !== null) shadeUnscored(u, ctx, dpr, true);
+    drawUnusable(u, ctx, dpr, true);
+    for (const beat of state.unscored) {
+      if (beat.time_s < u.scales.x.min || beat.time_s > u.scales.x.max) continue;
+      const x = Math.round(u.valToPos(beat.time_s, "x", true)) + 0.5;
+      ctx.strokeStyle = "#94a3b8";
+      ctx.fillStyle = "#94a3b8";
+      ctx.lineWidth = dpr;
+      ctx.setLineDash([3 * dpr, 3 * dpr]);
+      ctx.beginPath();
+      ctx.moveTo(x, top + 18 * dpr);
+      ctx.lineTo(x, top + height);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.textAlign = "center";
+      ctx.textBaseline = "top";
+      ctx.font = `${Math.round(12 * dpr)}px system-ui, sans-serif`;
+      if (pxPerBeat > 14) ctx.fillText("–", x, top + 3 * dpr);
+    }
     if (rec.reference && $("ref-toggle").checked) {
       const { min, max } = u.scales.x;
       ctx.textBaseline = "bottom";
@@ -634,6 +684,24 @@
       }
     }
     ctx.restore();
+  }
+
+  function drawUnusable(u, ctx, dpr, label) {
+    const { left, top, width, height } = u.bbox;
+    for (const s of state.unusable) {
+      const x0 = Math.max(left, u.valToPos(s.start_s, "x", true));
+      const x1 = Math.min(left + width, u.valToPos(s.end_s, "x", true));
+      if (x1 <= x0) continue;
+      ctx.fillStyle = "rgba(245, 158, 11, 0.14)";
+      ctx.fillRect(x0, top, Math.max(x1 - x0, dpr), height);
+      if (label && x1 - x0 > 90 * dpr) {
+        ctx.fillStyle = "#92400e";
+        ctx.textAlign = "left";
+        ctx.textBaseline = "top";
+        ctx.font = `${Math.round(12 * dpr)}px system-ui, sans-serif`;
+        ctx.fillText(`unusable: ${s.reason}`, x0 + 6 * dpr, top + 20 * dpr);
+      }
+    }
   }
 
   function shadeUnscored(u, ctx, dpr, label) {
@@ -664,6 +732,7 @@
       ctx.fillRect(x - dpr / 2, top + height - 12 * dpr, Math.max(1, dpr), 12 * dpr);
     }
     if (state.scoredUntil !== null) shadeUnscored(u, ctx, dpr, false);
+    drawUnusable(u, ctx, dpr, false);
     if (state.chart) {
       const { min, max } = state.chart.scales.x;
       const x0 = u.valToPos(min, "x", true);
@@ -875,6 +944,7 @@
   window.ecgViewer = {
     state,
     marks: () => state.beats.map((b) => ({ r_peak: b.r_peak, class_name: b.class_name })),
+    unscoredMarks: () => state.unscored.map((b) => b.r_peak),
     lead: (k) => (state.recording ? Array.from(state.recording.leads[k].values) : null),
     selectBeat: (i) => selectBeat(i, true),
     setWindow: (min, max) => setWindow(min, max),
