@@ -91,6 +91,14 @@ alerts-test: ## check and unit-test the Prometheus alert rules and config with p
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool test rules deploy/prometheus/rules_test.yml
 
+# the README's viewer screenshot: the DS1-only record model on a DS2 record it never saw
+VIEWER_MODEL ?= models/record-ds1
+VIEWER_RECORD ?= $(or $(MITDB_MIRROR),data/raw/mitdb)/233
+.PHONY: viewer-screenshot
+
+viewer-screenshot: $(INSTALLED) ## refresh reports/figures/viewer.png: the /viewer page on VIEWER_RECORD in headless chromium
+	$(BIN)/python -m scripts.viewer_screenshot --model $(VIEWER_MODEL) --record $(VIEWER_RECORD) --out reports/figures/viewer.png
+
 fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MITDB_MIRROR
 	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)
 	$(BIN)/python scripts/make_fixtures.py --mirror "$(MITDB_MIRROR)" --out tests/fixtures/mitdb

@@ -47,6 +47,7 @@ from ecgbeats.serving.scoring import (
 )
 from ecgbeats.serving.security import AccessGuard, key_ring
 from ecgbeats.serving.settings import Settings
+from ecgbeats.serving.viewer import include_viewer
 
 log = logging.getLogger(__name__)
 
@@ -678,6 +679,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS
     ).expose(app, include_in_schema=True, tags=["ops"])
+    include_viewer(app)  # the /viewer page and / (ecgbeats/serving/viewer.py)
     return app
 
 
