@@ -22,3 +22,9 @@ def load_params(section: str, path: str | Path = "params.yaml", *, optional: boo
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def beat_end_of(ingest: dict[str, Any], protocol: str) -> str:
+    """Where ``protocol``'s beats end (``ingest.beat_end``: one rule, or one per protocol)."""
+    rule = ingest.get("beat_end", "next_beat")
+    return str(rule[protocol] if isinstance(rule, dict) else rule)

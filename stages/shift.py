@@ -24,7 +24,7 @@ from ecgbeats.analysis.shift_report import ShiftSettings
 from ecgbeats.data.dataset import load_beats
 from ecgbeats.io import atomic_dir, atomic_path, write_csv, write_json
 from ecgbeats.modelling.bundle import load_bundle
-from stages.common import load_params, setup_logging
+from stages.common import beat_end_of, load_params, setup_logging
 
 log = logging.getLogger("stages.shift")
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     started = time.perf_counter()
     impute = imputation(args.params)  # lost samples are filled with the pipeline's chosen method
-    beat_end = load_params("ingest", args.params, optional=True).get("beat_end", "next_beat")
+    beat_end = beat_end_of(load_params("ingest", args.params, optional=True), "interpatient")
     settings = ShiftSettings.from_params(
         load_params("shift", args.params), dropout_method=impute["method"], beat_end=beat_end
     )

@@ -25,7 +25,7 @@ from ecgbeats.modelling.evaluation import evaluate_predictions
 from ecgbeats.modelling.model import predict_proba, train_booster
 from ecgbeats.operations.compute import ComputeConfig, compute_client, train_booster_dask
 from ecgbeats.operations.drift import build_profile
-from stages.common import load_params, setup_logging
+from stages.common import beat_end_of, load_params, setup_logging
 
 log = logging.getLogger("stages.train")
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": args.protocol,
         "class_names": list(CLASS_NAMES),
         "preprocessing": dataclasses.asdict(
-            Preprocessing(local_rr_beats=int(ingest["local_rr_beats"]), beat_end=ingest.get("beat_end", "next_beat"))
+            Preprocessing(local_rr_beats=int(ingest["local_rr_beats"]), beat_end=beat_end_of(ingest, args.protocol))
         ),
         "features": {
             "groups": groups,

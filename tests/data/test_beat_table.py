@@ -75,11 +75,15 @@ def test_committed_rebuild_matches_the_published_reference_rows():
 
     from tests.conftest import ROOT
 
-    fidelity = json.loads((ROOT / "metrics" / "data.json").read_text())["fidelity"]
-    beat_end = yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"]["beat_end"]
-    assert fidelity["rows"] == 520
-    assert fidelity["exact"] == {"next_annotation": 520, "next_beat": 503}[beat_end]
-    assert fidelity["exact"] + fidelity["inexact"] == 520
+    data = json.loads((ROOT / "metrics" / "data.json").read_text())
+    rules = yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"]["beat_end"]
+    for protocol, figures in (("kaggle", data), ("interpatient", data["interpatient"])):
+        fidelity = figures["fidelity"]
+        assert figures["beat_end"] == rules[protocol]
+        assert fidelity["rows"] == 520
+        assert fidelity["exact"] == {"next_annotation": 520, "next_beat": 503}[rules[protocol]]
+        assert fidelity["exact"] + fidelity["inexact"] == 520
+        assert figures["beats"] == 109_446
 
 
 def test_fixture_beats_end_at_non_beat_annotations():
