@@ -130,7 +130,7 @@ image-test: $(INSTALLED) ## build the image and test it on loopback: ready, stri
 		echo "image-test: bundles reproduced in $$(( $$(date +%s) - start )) s"; \
 	fi
 	$(MAKE) image IMAGE_MODEL=$(IMAGE_MODEL) IMAGE_TAG=$(IMAGE_TAG)
-	$(BIN)/python scripts/image_test.py --image $(IMAGE_NAME):$(IMAGE_TAG) --model $(IMAGE_MODEL) \
+	$(BIN)/python -m scripts.image_test --image $(IMAGE_NAME):$(IMAGE_TAG) --model $(IMAGE_MODEL) \
 		--beat-model $(IMAGE_BEAT_MODEL) --run-args "$(CONTAINER_RUN_ARGS)"
 
 clean: ## remove the virtual environment and caches (not data or the DVC cache)
