@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-tsfresh bench-dask load-test drift
+.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-tsfresh bench-dask load-test drift image image-test
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,8 @@ gate: $(INSTALLED) ## fail on a stale dvc.lock, a metric regression, or a breach
 
 reproduce: $(INSTALLED) ## clone HEAD to a scratch dir, dvc repro --force, compare every metric with the committed ones
 	$(BIN)/python -m scripts.reproduce
+
+comma := ,
 
 # the served model: the record model fitted on every non-paced record; its expected figures on new
 # patients are the DS1-only model's DS2 holdout (metrics/record/holdout.json)
@@ -105,6 +107,45 @@ fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MIT
 
 dag: $(INSTALLED) ## print the product pipeline's graph (studies: dvc dag studies/dvc.yaml)
 	$(BIN)/dvc dag dvc.yaml
+
+# the container image (podman + buildah, root; `apt-get install podman buildah runc debootstrap`): one
+# image per (code, bundle), the bundle's digest pinned in it. IMAGE_MODEL (or MODEL= on the command
+# line) picks the bundle, default the served one; image-test also mounts IMAGE_BEAT_MODEL, a beat-row
+# bundle, to classify beat rows. Where no registry answers, the base is a local stand-in
+# (scripts/container_base.sh). CONTAINER_RUN_ARGS: what this host's podman needs (runc: crun fails on
+# its cgroups; --ulimit host: setrlimit is refused).
+IMAGE_MODEL ?= $(if $(filter command line,$(origin MODEL)),$(MODEL),$(SERVE_MODEL))
+IMAGE_BEAT_MODEL ?= models/interpatient
+# the stages that make those two bundles, for a checkout without them (DVC outputs are not in git)
+IMAGE_REPRO ?= refit_record train@interpatient
+IMAGE_NAME ?= localhost/ecgbeats
+IMAGE_TAG ?= $(shell git describe --always --dirty --exclude '*')-$(notdir $(IMAGE_MODEL))
+IMAGE_BUILD_ARGS ?=
+CONTAINER_RUN_ARGS ?= --runtime runc --ulimit host
+export CONTAINERS_CONF ?= $(abspath deploy/container/containers.conf)
+# the CA bundle pip trusts on this host (a TLS-intercepting proxy's CA), given to the build as a secret
+PIP_CA ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt))
+
+image: ## build the container image of IMAGE_MODEL (default models/record; or MODEL=...) with the pinned dependencies
+	@test -f $(IMAGE_MODEL)/MANIFEST.sha256 || (echo "image: no model bundle at $(IMAGE_MODEL) (dvc repro or dvc pull it)" && exit 1)
+	scripts/container_base.sh python:3.11-slim-bookworm
+	@start=$$(date +%s); \
+	buildah bud --isolation chroot --format docker --layers \
+		$(if $(PIP_CA),--secret id=pip_ca$(comma)src=$(PIP_CA)) $(if $(PIP_INDEX_URL),--build-arg PIP_INDEX_URL=$(PIP_INDEX_URL)) \
+		--build-arg MODEL=$(IMAGE_MODEL) --build-arg MODEL_DIGEST=$$(sha256sum $(IMAGE_MODEL)/MANIFEST.sha256 | cut -d' ' -f1) \
+		$(IMAGE_BUILD_ARGS) -t $(IMAGE_NAME):$(IMAGE_TAG) . && \
+	echo "image: built $(IMAGE_NAME):$(IMAGE_TAG) in $$(( $$(date +%s) - start )) s, $$(podman image inspect --format '{{.Size}}' $(IMAGE_NAME):$(IMAGE_TAG)) bytes"
+
+image-test: $(INSTALLED) ## build the image and test it on loopback: ready, strip and beats classified, non-root, HEALTHCHECK, refusals
+	@missing=""; for m in $(IMAGE_MODEL) $(IMAGE_BEAT_MODEL); do test -f $$m/MANIFEST.sha256 || missing="$$missing $$m"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "image-test: no bundle at$$missing (DVC outputs are not in git): dvc repro $(IMAGE_REPRO)"; \
+		start=$$(date +%s); $(BIN)/dvc repro $(IMAGE_REPRO) || exit 1; \
+		echo "image-test: bundles reproduced in $$(( $$(date +%s) - start )) s"; \
+	fi
+	$(MAKE) image IMAGE_MODEL=$(IMAGE_MODEL) IMAGE_TAG=$(IMAGE_TAG)
+	$(BIN)/python -m scripts.image_test --image $(IMAGE_NAME):$(IMAGE_TAG) --model $(IMAGE_MODEL) \
+		--beat-model $(IMAGE_BEAT_MODEL) --run-args "$(CONTAINER_RUN_ARGS)"
 
 clean: ## remove the virtual environment and caches (not data or the DVC cache)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
