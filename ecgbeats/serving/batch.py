@@ -1,4 +1,4 @@
-"""Batch scoring: beats from a parquet or CSV file, or a WFDB record, to a parquet or CSV of predictions.
+"""Batch scoring: beats from a parquet or CSV file, or a recording (WFDB, EDF), to a parquet or CSV of predictions.
 
     python -m ecgbeats.serving.batch INPUT OUTPUT [--model DIR] [--on-error stop|skip] ...
 
@@ -11,7 +11,15 @@ Inputs:
   R peaks detected by XQRS as the API does (``--peaks detect``), or the annotated beats exactly
   as ``ingest`` cuts them (``--peaks annotations``, needs the ``.atr`` file). A record model (the
   default served one) measures each beat on the record itself, on both leads (``--second-channel``),
-  and takes only WFDB records.
+  and takes only recordings;
+- an EDF or EDF+C file (``.edf``, what Holter systems export), read lazily by ``edfio``: the lead
+  ``--channel`` by index or label (``ECG1``), converted to mV from its physical dimension (mV, uV or V;
+  any other unit is refused), R peaks detected as for WFDB.
+
+A recording longer than ``--segment-seconds`` (1800) is streamed: read and scored a segment at a time on
+a fixed grid of segments with overlapping contexts (``ecgbeats.serving.streaming``), so memory stays
+flat on a 24-hour Holter and the progress bar counts the recording's seconds. The beats do not depend
+on how the signal is read: ``--whole`` (read it all, then score) gives the same ones.
 
 Every beat goes through ``ecgbeats.serving.scoring.Scorer``, the code path of the API. Input is read
 and scored in chunks with a progress bar. A malformed row (wrong column count, a value that is not
@@ -32,7 +40,7 @@ import csv
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +58,7 @@ from ecgbeats.io import atomic_path, write_csv
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
 from ecgbeats.serving.settings import SettingsError, load_settings
+from ecgbeats.serving.streaming import SEGMENT_S
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +89,13 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if name.endswith(".csv") or name.endswith(".csv.gz"):
         return "csv"
+    if name.endswith(".edf"):
+        return "edf"
     if name.endswith(".hea") or path.with_name(path.name + ".hea").is_file():
         return "wfdb"
-    raise BatchInputError(f"{path}: cannot tell the format (use .parquet, .csv, a WFDB record, or --input-format)")
+    raise BatchInputError(
+        f"{path}: cannot tell the format (use .parquet, .csv, .edf, a WFDB record, or --input-format)"
+    )
 
 
 def _float_or_nan(cell: str) -> float:
@@ -205,100 +218,226 @@ def _record_base(path: Path) -> Path:
 
 
 def wfdb_frames(
-    path: Path, scorer: Scorer, peaks: str, channel: int, second_channel: int | None = None
+    path: Path, scorer: Scorer, channel: str | int = 0, second_channel: str | int | None = None
 ) -> pd.DataFrame:
-    """The beat table of a WFDB record, at detected or annotated R peaks.
-
-    A ``record`` bundle measures the beats on ``channel`` and, when it uses two leads, on
-    ``second_channel`` (default: the record's other signal); with annotated peaks exactly as its
-    training beats were measured (``ecgbeats.features.record.annotated_beats``).
+    """The beat table of a WFDB record at its annotated R peaks, exactly as ``ingest`` cuts them (a beat-row
+    bundle) or as a record bundle's training beats were measured (``ecgbeats.features.record.annotated_beats``).
     """
-
     base = _record_base(path)
-    if scorer.record_config is not None:
-        return _record_frame(base, scorer, peaks, channel, second_channel)
-    if peaks == "annotations":
-        try:
-            preprocessing = scorer.bundle.preprocessing  # cut as the model's training beats were
-            frame = record_beats(base.parent, base.name, local_rr_beats=preprocessing.local_rr_beats,
-                                 beat_end=preprocessing.beat_end)  # fmt: skip
-        except InputDataError as err:
-            raise BatchInputError(str(err)) from err
-        if channel != 0:
-            raise BatchInputError("--peaks annotations cuts the first channel, as ingest does; drop --channel")
-        frame["time_s"] = np.nan
-        return frame
-    return _detected_frame(base, scorer, [channel])
+    if str(channel) != "0" or second_channel not in (None, 1, "1"):
+        raise BatchInputError("--peaks annotations measures the record's signals as training did; drop --channel")
+    try:
+        if scorer.record_config is not None:
+            frame = annotated_beats(base.parent, base.name, scorer.record_config)
+            frame["beat_index"] = np.arange(len(frame))
+            return frame
+        preprocessing = scorer.bundle.preprocessing  # cut as the model's training beats were
+        frame = record_beats(base.parent, base.name, local_rr_beats=preprocessing.local_rr_beats,
+                             beat_end=preprocessing.beat_end)  # fmt: skip
+    except InputDataError as err:
+        raise BatchInputError(str(err)) from err
+    frame["time_s"] = np.nan
+    return frame
 
 
-def _record_frame(base: Path, scorer: Scorer, peaks: str, channel: int, second_channel: int | None) -> pd.DataFrame:
+VOLT_SCALE = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}  # to millivolts
+
+
+@dataclass
+class SignalSource:
+    """A recording read a stretch at a time: ``read(start, stop)`` gives (samples, leads) in mV."""
+
+    name: str
+    fs: float
+    n_samples: int
+    labels: list[str]
+    read: Callable[[int, int], np.ndarray]
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.fs
+
+
+def _pick_channel(spec: str | int, labels: list[str], where: str) -> int:
+    """A channel by index (``0``) or label (``MLII``, case-insensitive)."""
+    text = str(spec).strip()
+    if text.lstrip("-").isdigit():
+        index = int(text)
+        if not 0 <= index < len(labels):
+            raise BatchInputError(
+                f"{where} has {len(labels)} channel(s) ({', '.join(labels)}); there is no channel {index}"
+            )
+        return index
+    matches = [i for i, label in enumerate(labels) if label.strip().lower() == text.lower()]
+    if not matches:
+        raise BatchInputError(f"{where} has no channel {text!r} (channels: {', '.join(labels)})")
+    return matches[0]
+
+
+def _scales(where: str, labels: list[str], units: list[str], channels: list[int]) -> list[float]:
+    scales = []
+    for c in channels:
+        scale = VOLT_SCALE.get(units[c].strip().lower())
+        if scale is None:
+            raise BatchInputError(
+                f"{where}: channel {labels[c]!r} is in {units[c].strip() or 'no units'!r}, not a voltage (mV, uV or V)"
+            )
+        scales.append(scale)
+    return scales
+
+
+def _channels(
+    where: str, scorer: Scorer, labels: list[str], units: list[str], channel: str | int, second: str | int | None
+) -> list[int]:
+    """The lead to detect on, and for a two-lead record model the second lead (default: the first other
+    channel in a voltage unit; ``-1``: none, its measures are then unknown)."""
+    channels = [_pick_channel(channel, labels, where)]
+    if scorer.record_config is not None and scorer.record_config.leads == 2 and str(second) != "-1":
+        if second is None:
+            other = [i for i in range(len(labels)) if i != channels[0] and units[i].strip().lower() in VOLT_SCALE]
+            channels += other[:1]
+        else:
+            channels.append(_pick_channel(second, labels, where))
+    return channels
+
+
+def _finite(where: str, block: np.ndarray, start: int, labels: list[str]) -> np.ndarray:
+    if not np.isfinite(block).all():
+        row, col = np.argwhere(~np.isfinite(block))[0]
+        raise BatchInputError(
+            f"{where}: sample {start + int(row)} of channel {labels[int(col)]!r} is not a finite number"
+        )
+    return block
+
+
+def open_wfdb(base: Path, scorer: Scorer, channel: str | int, second: str | int | None) -> SignalSource:
+    """A WFDB record, read a stretch at a time (``wfdb.rdrecord(sampfrom, sampto)``)."""
     import wfdb
 
-    config = scorer.record_config
-    assert config is not None
-    if peaks == "annotations":
-        if channel != 0 or second_channel not in (None, 1):
-            raise BatchInputError("--peaks annotations measures the record's signals as training did; drop --channel")
-        try:
-            frame = annotated_beats(base.parent, base.name, config)
-        except InputDataError as err:
-            raise BatchInputError(str(err)) from err
-        frame["beat_index"] = np.arange(len(frame))
-        return frame
+    where = f"record {base}"
     try:
         header = wfdb.rdheader(str(base))
-    except Exception as err:
-        raise BatchInputError(f"record {base}: cannot read the header: {err}") from err
-    channels = [channel]
-    if config.leads == 2:
-        other = (
-            second_channel
-            if second_channel is not None
-            else next((c for c in range(header.n_sig) if c != channel), None)
-        )
-        if other is not None and other >= 0:
-            channels.append(other)
-    if any(not 0 <= c < header.n_sig for c in channels):
-        raise BatchInputError(f"record {base} has {header.n_sig} signal(s); channels {channels} asked for")
-    return _detected_frame(base, scorer, channels)
-
-
-def _detected_frame(base: Path, scorer: Scorer, channels: list[int]) -> pd.DataFrame:
-    """The beats the scorer detects and measures on ``channels`` of a record (the first is detected on)."""
-    import wfdb
-
-    try:
-        record = wfdb.rdrecord(str(base), channels=channels)
     except Exception as err:  # wfdb raises many kinds on missing or damaged files
-        raise BatchInputError(f"record {base}: cannot read channel(s) {channels}: {err}") from err
-    columns = []
-    for i, channel in enumerate(channels):
-        units = (record.units or ["mV"] * len(channels))[i]
-        scale = {"mv": 1.0, "uv": 1e-3, "v": 1e3}.get(str(units).lower())
-        if scale is None:
-            raise BatchInputError(f"record {base}: channel {channel} is in {units!r}, expected mV")
-        signal = np.asarray(record.p_signal)[:, i] * scale
-        if not np.isfinite(signal).all():
-            bad = int(np.argmin(np.isfinite(signal)))
-            raise BatchInputError(f"record {base}: sample {bad} of channel {channel} is not a finite number")
-        columns.append(signal)
+        raise BatchInputError(f"{where}: cannot read the header: {err}") from err
+    labels = [str(name) for name in (header.sig_name or [f"signal {i}" for i in range(header.n_sig)])]
+    units = [str(u) for u in (header.units or ["mV"] * header.n_sig)]
+    channels = _channels(where, scorer, labels, units, channel, second)
+    scales = np.array(_scales(where, labels, units, channels))
+    picked = [labels[c] for c in channels]
+
+    def read(start: int, stop: int) -> np.ndarray:
+        try:
+            record = wfdb.rdrecord(str(base), sampfrom=start, sampto=stop, channels=channels)
+        except Exception as err:
+            raise BatchInputError(f"{where}: cannot read samples {start}-{stop} of {picked}: {err}") from err
+        return _finite(where, np.asarray(record.p_signal, dtype=np.float64) * scales, start, picked)
+
+    return SignalSource(base.name, float(header.fs), int(header.sig_len), picked, read)
+
+
+def open_edf(path: Path, scorer: Scorer, channel: str | int, second: str | int | None) -> SignalSource:
+    """An EDF or EDF+C file read lazily by edfio, a stretch at a time; units converted to mV."""
+    import edfio
+
+    where = f"{path}"
     try:
-        _, frame, _ = scorer.strip_beats(
-            columns[0] if len(columns) == 1 else np.column_stack(columns), float(record.fs)
+        edf = edfio.read_edf(path, lazy_load_data=True)
+    except Exception as err:  # edfio raises ValueError and others on a damaged header
+        raise BatchInputError(f"{where}: cannot read as EDF: {err}") from err
+    if not edf.is_continuous:
+        raise BatchInputError(f"{where}: a discontinuous EDF+D recording; only continuous EDF and EDF+C are read")
+    signals = list(edf.signals)  # annotation signals (EDF+ "EDF Annotations") are not among them
+    labels = [s.label for s in signals]
+    units = [s.physical_dimension for s in signals]
+    if not signals:
+        raise BatchInputError(f"{where}: no signals")
+    channels = _channels(where, scorer, labels, units, channel, second)
+    scales = _scales(where, labels, units, channels)
+    rates = {float(signals[c].sampling_frequency) for c in channels}
+    if len(rates) > 1:
+        raise BatchInputError(
+            f"{where}: channels {[labels[c] for c in channels]} have different rates {sorted(rates)} Hz"
         )
-    except ScoringError as err:
-        raise BatchInputError(f"record {base}: {err.message}") from err
-    unscored = frame.pop("unscored")
-    if (unscored != "").any():
-        reasons = unscored[unscored != ""].value_counts()
-        log.warning(
-            "record %s: %d beat(s) in unusable stretches are not classified (%s)", base.name, int(reasons.sum()),
-            ", ".join(f"{count} {reason}" for reason, count in reasons.items()),
-        )  # fmt: skip
+    fs = rates.pop()
+    n = min(edf.num_data_records * signals[c].samples_per_data_record for c in channels)
+    picked = [labels[c] for c in channels]
+
+    def read(start: int, stop: int) -> np.ndarray:
+        block = np.column_stack(
+            [
+                signals[c].get_data_slice(start / fs, stop / fs) * scale
+                for c, scale in zip(channels, scales, strict=True)
+            ]
+        )
+        return _finite(where, block, start, picked)
+
+    return SignalSource(path.name, fs, n, picked, read)
+
+
+def signal_frames(
+    source: SignalSource,
+    scorer: Scorer,
+    *,
+    segment_s: float,
+    whole: bool,
+    chunk_size: int,
+) -> Iterator[tuple[pd.DataFrame, float]]:
+    """The beat tables of a recording and the seconds of it each covers (for the progress bar).
+
+    Streamed (the default): read a segment at a time and scored in segments of ``segment_s`` seconds
+    (``ecgbeats.serving.streaming``), memory bounded by the segment. ``whole``: the whole signal read
+    first, then ``Scorer.strip_beats`` on it with the same segments (the same beats), or in one piece
+    with ``segment_s`` 0 (the service's strip path).
+    """
+    from ecgbeats.serving.streaming import segment_beats
+
+    fs, n = source.fs, source.n_samples
+    dropped: dict[str, int] = {}
+    count = 0
+
+    def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+        nonlocal count
+        unscored = frame.pop("unscored")
+        for reason, k in unscored[unscored != ""].value_counts().items():
+            dropped[str(reason)] = dropped.get(str(reason), 0) + int(k)
         frame = frame[(unscored == "").to_numpy()].reset_index(drop=True)
-    frame.insert(0, "record", base.name)
-    frame["beat_index"] = np.arange(len(frame))
-    return frame
+        frame.insert(0, "record", source.name)
+        frame["beat_index"] = np.arange(count, count + len(frame))
+        frame.insert(0, "row", np.arange(count + 1, count + len(frame) + 1))
+        frame[PROBLEM] = ""
+        count += len(frame)
+        return frame
+
+    try:
+        if whole or segment_s <= 0:
+            _, frame, _ = scorer.strip_beats(source.read(0, n), fs, segment_s=segment_s if segment_s > 0 else None)
+            frame = tidy(frame)
+            for start in range(0, max(len(frame), 1), chunk_size):
+                yield (
+                    frame.iloc[start : start + chunk_size].reset_index(drop=True),
+                    (source.duration_s if start == 0 else 0.0),
+                )
+        else:
+            step = round(segment_s * fs)
+            reads = (source.read(start, min(start + step, n)) for start in range(0, n, step))
+            for part in segment_beats(scorer, reads, fs, segment_s):
+                yield tidy(part.beats), (part.stop - part.start) / fs
+    except ScoringError as err:
+        raise BatchInputError(f"{source.name}: {err.message}") from err
+    except BatchInputError:
+        raise
+    except ValueError as err:  # a segment length off the quality grid
+        raise BatchInputError(f"{source.name}: {err}") from err
+    if dropped:
+        log.warning(
+            "%s: %d beat(s) in unusable stretches are not classified (%s)", source.name, sum(dropped.values()),
+            ", ".join(f"{k} {reason}" for reason, k in dropped.items()),
+        )  # fmt: skip
+
+
+def _counted(chunks: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, float]]:
+    for chunk in chunks:
+        yield chunk, float(len(chunk))
 
 
 def _frame_chunks(frame: pd.DataFrame, chunk_size: int) -> Iterator[pd.DataFrame]:
@@ -367,8 +506,10 @@ def run(
     on_error: str = "stop",
     errors_path: Path | None = None,
     peaks: str = "detect",
-    channel: int = 0,
-    second_channel: int | None = None,
+    channel: str | int = 0,
+    second_channel: str | int | None = None,
+    segment_s: float = SEGMENT_S,
+    whole: bool = False,
     progress: bool = True,
 ) -> RunReport:
     """Score ``input_path`` into ``output_path``; raises BatchInputError (and writes nothing) on bad input."""
@@ -383,26 +524,51 @@ def run(
     out_fmt = "parquet" if output_path.suffix.lower() in (".parquet", ".pq") else "csv"
     if output_path.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise BatchInputError(f"{output_path}: the output must end in .parquet or .csv")
-    if fmt != "wfdb" and scorer.representation == "record":
+    signal_input = fmt in ("wfdb", "edf")
+    if not signal_input and scorer.representation == "record":
         raise BatchInputError(
             f"{input_path}: the model measures beats on the raw record (representation 'record'); "
-            "give it a WFDB record, not a beat table"
+            "give it a WFDB record or an EDF file, not a beat table"
         )
+    unit = "beat"
+    chunks: Iterator[tuple[pd.DataFrame, float]]
+    total: float | None
     if fmt == "csv":
-        chunks, total = read_csv_chunks(input_path, chunk_size), count_rows(input_path, fmt)
+        chunks, total = _counted(read_csv_chunks(input_path, chunk_size)), count_rows(input_path, fmt)
     elif fmt == "parquet":
-        chunks, total = read_parquet_chunks(input_path, chunk_size), count_rows(input_path, fmt)
-    elif fmt == "wfdb":
-        frame = wfdb_frames(input_path, scorer, peaks, channel, second_channel)
-        chunks, total = _frame_chunks(frame, chunk_size), len(frame)
+        chunks, total = _counted(read_parquet_chunks(input_path, chunk_size)), count_rows(input_path, fmt)
+    elif signal_input and peaks == "annotations":
+        if fmt != "wfdb":
+            raise BatchInputError(f"{input_path}: --peaks annotations needs a WFDB record with its .atr annotations")
+        frame = wfdb_frames(input_path, scorer, channel, second_channel)
+        chunks, total = _counted(_frame_chunks(frame, chunk_size)), float(len(frame))
+    elif signal_input:
+        if fmt == "wfdb":
+            source = open_wfdb(_record_base(input_path), scorer, channel, second_channel)
+        else:
+            source = open_edf(input_path, scorer, channel, second_channel)
+        log.info(
+            "%s: %.1f h at %g Hz, channel(s) %s; %s", source.name, source.duration_s / 3600, source.fs,
+            ", ".join(source.labels),
+            "whole signal at once" if whole or segment_s <= 0 else f"streamed in {segment_s:g}-s segments",
+        )  # fmt: skip
+        chunks = signal_frames(source, scorer, segment_s=segment_s, whole=whole, chunk_size=chunk_size)
+        total, unit = round(source.duration_s, 1), "s"
     else:
         raise BatchInputError(f"unknown input format {fmt!r}")
 
     report = RunReport()
     errors: list[tuple[int, str]] = []
-    with atomic_path(output_path) as tmp, tqdm(total=total, unit="beat", disable=not progress) as bar:
+    bar_format = "{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]" if unit == "s" else None
+    with (
+        atomic_path(output_path) as tmp,
+        tqdm(total=total, unit=unit, disable=not progress, bar_format=bar_format) as bar,
+    ):
         writer = _Writer(tmp, out_fmt)
-        for chunk in chunks:
+        for chunk, advance in chunks:
+            bar.update(advance)
+            if len(chunk) == 0:  # a stretch with no beat (a long unusable one)
+                continue
             checked = (
                 row_problems(chunk) if scorer.representation == "beat" else chunk[PROBLEM]
             )  # record: measured here
@@ -420,9 +586,9 @@ def run(
             report.rows += len(chunk)
             report.scored += len(good)
             report.skipped += int(bad.sum())
-            bar.update(len(chunk))
         if report.rows == 0:  # raised inside atomic_path: no output file is left behind
-            raise BatchInputError(f"{input_path}: no beats to score (the file is empty or has only a header)")
+            what = "no beats detected in the recording" if signal_input else "the file is empty or has only a header"
+            raise BatchInputError(f"{input_path}: no beats to score ({what})")
         writer.close(score_chunk(scorer, chunk.iloc[0:0]))
     if errors_path is not None:
         write_csv(pd.DataFrame(errors, columns=["row", "problem"]), errors_path)
@@ -441,22 +607,35 @@ def _stop(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ecgbeats.serving.batch",
-        description="Score beats (parquet, CSV) or a WFDB record into a parquet or CSV of predictions.",
+        description="Score beats (parquet, CSV) or a recording (WFDB, EDF) into a parquet or CSV of predictions.",
     )
-    parser.add_argument("input", type=Path, help="a .parquet or .csv of beats, or a WFDB record path")
+    parser.add_argument("input", type=Path, help="a .parquet or .csv of beats, a WFDB record path or an .edf file")
     parser.add_argument("output", type=Path, help="the predictions: .parquet or .csv")
     parser.add_argument(
         "--model", type=Path, default=None, help="bundle dir (default: $ECGBEATS_MODEL_DIR or models/record)"
     )
-    parser.add_argument("--input-format", choices=["auto", "parquet", "csv", "wfdb"], default="auto")
+    parser.add_argument("--input-format", choices=["auto", "parquet", "csv", "wfdb", "edf"], default="auto")
     parser.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="on a malformed row")
     parser.add_argument("--errors", type=Path, default=None, help="with --on-error skip: a CSV of skipped rows")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK)
     parser.add_argument("--peaks", choices=["detect", "annotations"], default="detect", help="WFDB input: R peaks")
-    parser.add_argument("--channel", type=int, default=0, help="WFDB input: the channel to score")
-    parser.add_argument("--second-channel", type=int, default=None,
-                        help="WFDB input, two-lead record model: the second lead (default: the record's other "
-                        "signal; -1: none, its measures are then unknown)")  # fmt: skip
+    parser.add_argument("--channel", default="0", help="WFDB/EDF input: the lead to score, by index or label (MLII)")
+    parser.add_argument(
+        "--second-channel",
+        default=None,
+        help="WFDB/EDF input, two-lead record model: the second lead by index or label (default: "
+        "the first other channel in mV, uV or V; -1: none, its measures are then unknown)",
+    )
+    parser.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=SEGMENT_S,
+        help="WFDB/EDF input: score in segments of this many seconds on a fixed grid, streamed "
+        "(a multiple of 10; 0: the whole signal in one piece, as the service scores a strip)",
+    )
+    parser.add_argument(
+        "--whole", action="store_true", help="WFDB/EDF input: read the whole signal first (the beats streaming gives)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -472,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             args.input, args.output, scorer,
             input_format=args.input_format, chunk_size=args.chunk_size, on_error=args.on_error,
             errors_path=args.errors, peaks=args.peaks, channel=args.channel, second_channel=args.second_channel,
-            progress=not args.no_progress,
+            segment_s=args.segment_seconds, whole=args.whole, progress=not args.no_progress,
         )  # fmt: skip
     except (BundleError, BatchInputError, SettingsError) as err:
         print(f"ecgbeats batch: {err}", file=sys.stderr)

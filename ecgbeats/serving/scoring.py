@@ -194,7 +194,9 @@ class Scorer:
             observe(features, proba)
         return Predictions(proba, self.class_names)
 
-    def strip_beats(self, signal: np.ndarray, fs: float) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
+    def strip_beats(
+        self, signal: np.ndarray, fs: float, *, segment_s: float | None = None
+    ) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
         """Detected R peaks, the beat table at them (the shared segmentation), and the strip's quality.
 
         ``signal`` is one lead, (samples,), or (samples, leads) with the record model's second lead.
@@ -204,7 +206,15 @@ class Scorer:
         ``record`` bundle measures every peak on the raw signal (``ecgbeats.features.record.record_features``,
         as its training beats were). The table's ``unscored`` column names why a beat in an unusable
         stretch is not to be classified ("" for the others).
+
+        ``segment_s``: a signal longer than this is judged, detected and measured in segments of that
+        many seconds on a fixed grid (``ecgbeats.serving.streaming``), exactly as a recording streamed
+        in chunks is; None (the service's strips): in one piece.
         """
+        if segment_s is not None and len(signal) > round(segment_s * fs):
+            from ecgbeats.serving.streaming import segmented_strip_beats  # the streamed path, same steps
+
+            return segmented_strip_beats(self, signal, fs, segment_s)
         try:
             quality = assess(signal, fs, self.quality_config)
         except UnusableSignal as err:
@@ -216,6 +226,12 @@ class Scorer:
                 "signal", f"found {len(peaks)} R peak(s) in the strip; at least {MIN_PEAKS} are needed for a beat"
             )
         quality.orient(peaks, self.quality_config)
+        return self.measure_beats(quality, peaks, fs)
+
+    def measure_beats(
+        self, quality: StripQuality, peaks: np.ndarray, fs: float
+    ) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
+        """The beat table at detected ``peaks`` of a judged (and oriented) strip: :meth:`strip_beats`' last step."""
         signal = quality.signal
         if self.record_config is not None:
             refined, beats = record_features(signal, fs, peaks, self.record_config)
