@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-tsfresh bench-dask load-test drift image image-test
+.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-holter bench-tsfresh bench-dask load-test drift image image-test
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -64,6 +64,9 @@ serve: $(INSTALLED) ## serve SERVE_MODEL (default models/record) with uvicorn on
 
 bench-strip: $(INSTALLED) ## raw ECG end to end with the served record model: whole records, detection vs the rest
 	$(BIN)/python -m benchmarks.bench_strip --model $(SERVE_MODEL) --raw data/raw/mitdb --repeats 3
+
+bench-holter: $(INSTALLED) ## a 24-hour recording (the 48 records end to end, WFDB and EDF) through the batch CLI: streamed vs whole
+	$(BIN)/python -m benchmarks.bench_holter --model $(SERVE_MODEL) --mirror $${MITDB_MIRROR:-data/raw/mitdb}
 
 bench-detectors: $(INSTALLED) ## QRS detectors (XQRS, GQRS, NeuroKit2, sleepecg) on the 48 records at 250/360/500/1000 Hz
 	$(BIN)/pip install --quiet sleepecg==0.6.0 neurokit2==0.3.0 -c constraints.txt  # the benchmark's own
