@@ -409,7 +409,7 @@ def signal_frames(
         return frame
 
     try:
-        if whole or segment_s <= 0:
+        if whole or segment_s <= 0 or n <= round(segment_s * fs):  # one segment: the same beats, in one read
             _, frame, _ = scorer.strip_beats(source.read(0, n), fs, segment_s=segment_s if segment_s > 0 else None)
             frame = tidy(frame)
             for start in range(0, max(len(frame), 1), chunk_size):

@@ -53,6 +53,19 @@ def test_streamed_segments_are_the_whole_signal_bit_for_bit(scorer, record):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_unusable_stretches_stream_as_they_score_whole(scorer, record):
+    """A lead off for 80 s: two segments' detection contexts are flat throughout, a third's partly."""
+    signal, fs = record.signal[:, :2].copy(), record.fs
+    signal[int(50 * fs) : int(130 * fs)] = 0.0
+    _, whole, quality = scorer.strip_beats(signal, fs, segment_s=SEGMENT_S)
+    flat = [(seg.start / fs, seg.end / fs) for seg in quality.unusable if seg.reason == "flat"]
+    assert flat[0] == (50.0, 60.0) and flat[-1] == (120.0, 130.0) and len(flat) == 8  # window by window
+    scored = whole[whole["unscored"] == ""]
+    assert len(scored) > 100 and not ((scored["time_s"] > 50) & (scored["time_s"] < 130)).any()
+    streamed = pd.concat([p.beats for p in segment_beats(scorer, reads(signal, 4001), fs, SEGMENT_S)])
+    pd.testing.assert_frame_equal(streamed.reset_index(drop=True), whole, check_exact=True)
+
+
 def test_segments_find_the_annotated_beats(scorer, record):
     """The overlap is right: no beat lost or doubled at the edges beyond what one-piece detection misses."""
     from wfdb.processing import compare_annotations
