@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-holter bench-tsfresh bench-dask load-test drift image image-test
+.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-holter bench-abuse eval-quality bench-tsfresh bench-dask load-test drift image image-test
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,8 +58,10 @@ MODEL ?= models/kaggle
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-serve: $(INSTALLED) ## serve SERVE_MODEL (default models/record) with uvicorn on http://$(HOST):$(PORT)
-	ECGBEATS_MODEL_DIR=$(SERVE_MODEL) ECGBEATS_TEST_METRICS=$(SERVE_METRICS) \
+# `make serve` is for this machine: access control off unless SERVE_AUTH=keys (with ECGBEATS_API_KEYS_FILE)
+SERVE_AUTH ?= off
+serve: $(INSTALLED) ## serve SERVE_MODEL (default models/record) on http://$(HOST):$(PORT); SERVE_AUTH=keys to require API keys
+	ECGBEATS_MODEL_DIR=$(SERVE_MODEL) ECGBEATS_TEST_METRICS=$(SERVE_METRICS) ECGBEATS_AUTH=$(SERVE_AUTH) \
 		$(BIN)/python -m ecgbeats.serving --host $(HOST) --port $(PORT)
 
 bench-strip: $(INSTALLED) ## raw ECG end to end with the served record model: whole records, detection vs the rest
@@ -71,6 +73,12 @@ bench-holter: $(INSTALLED) ## a 24-hour recording (the 48 records end to end, WF
 bench-detectors: $(INSTALLED) ## QRS detectors (XQRS, GQRS, NeuroKit2, sleepecg) on the 48 records at 250/360/500/1000 Hz
 	$(BIN)/pip install --quiet sleepecg==0.6.0 neurokit2==0.3.0 -c constraints.txt  # the benchmark's own
 	$(BIN)/python -m benchmarks.bench_detectors --raw data/raw/mitdb
+
+bench-abuse: $(INSTALLED) ## the service under abuse on loopback: stalled and flooding connections, heavy strips, mixed load, shutdown
+	$(BIN)/python -m benchmarks.bench_abuse --model models/interpatient
+
+eval-quality: $(INSTALLED) ## the strip quality check on the 48 records, clean, noisy and inverted, and on no ECG at all
+	$(BIN)/python -m benchmarks.eval_quality --raw data/raw/mitdb --model $(SERVE_MODEL)
 
 bench: $(INSTALLED) ## latency and throughput of the service on loopback
 	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3

@@ -38,6 +38,7 @@ def start_server(
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECGBEATS_")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["ECGBEATS_MODEL_DIR"] = str(model)
+    env["ECGBEATS_AUTH"] = "off"  # loopback measurements; pass auth="keys" and keys to measure with them
     env.update({f"ECGBEATS_{k.upper()}": str(v) for k, v in settings.items()})
     with open(log, "a") as out:
         common = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--workers", str(workers)]

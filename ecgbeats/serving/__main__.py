@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).warning("ECGBEATS_AUTH=off: every endpoint is open to anyone who can connect")
     _raise_fd_limit(settings.max_connections + FD_HEADROOM)
     options: dict[str, Any] = dict(
-        host=args.host, port=args.port, log_level=args.log_level, http=PROTOCOL,
+        host=args.host, port=args.port, log_level=args.log_level, http=PROTOCOL, server_header=False,
         timeout_keep_alive=args.timeout_keep_alive, timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )  # fmt: skip
     if args.workers > 1:  # each worker builds its own app from the same environment

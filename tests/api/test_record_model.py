@@ -12,6 +12,7 @@ from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.features.record import RecordBeatConfig, annotated_beats, annotated_table, feature_columns
 from ecgbeats.modelling.bundle import load_bundle, save_bundle
 from ecgbeats.modelling.model import fit_booster
+from ecgbeats.processing.quality import QualityConfig
 from ecgbeats.serving import batch, scoring
 from ecgbeats.serving.scoring import Scorer
 from tests.api.conftest import running_server
@@ -121,10 +122,11 @@ def test_served_record_model_takes_two_leads_and_refuses_beat_rows(record_bundle
         assert info["patient_context"]["history_seconds"] == CONFIG.history_seconds
 
 
-def test_an_inverted_lead_gets_the_classes_of_the_upright_one(record_bundle):
+def test_an_inverted_lead_once_flipped_gets_the_classes_of_the_upright_one(record_bundle):
     rec = read_record_signals(FIXTURE_MIRROR, SCORED)
     strip = rec.signal[: int(120 * rec.fs)]
     scorer = Scorer(load_bundle(record_bundle))
+    scorer.quality_config = QualityConfig(inverted_ratio=1.6)  # record 213 inverted: 2.1, below the default
     upright = scorer.score_strip(strip, rec.fs)
     flipped = strip.copy()
     flipped[:, 0] = -flipped[:, 0]

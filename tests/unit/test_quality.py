@@ -34,7 +34,7 @@ def test_clean_records_pass_untouched_and_upright(record):
     assert quality.unusable == [] and quality.spikes == 0
     np.testing.assert_array_equal(quality.signal, x)
     quality.orient(annotated_peaks(record), QualityConfig())
-    assert not quality.inverted and quality.qrs_ratio is not None and quality.qrs_ratio < 1.6
+    assert not quality.inverted and not quality.suspect and quality.qrs_ratio is not None
 
 
 @pytest.mark.parametrize(
@@ -85,9 +85,14 @@ def test_spikes_are_bridged_so_the_beats_under_them_are_detected_again():
 
 
 @pytest.mark.parametrize("record", RECORDS)
-def test_an_inverted_lead_is_flipped_back(record):
+def test_an_inverted_lead_is_reported_and_flipped_back_when_clear(record):
     x = lead(record)
     quality = assess(-x, FS)
-    quality.orient(detect_r_peaks(-x, FS), QualityConfig())
-    assert quality.inverted
-    np.testing.assert_array_equal(quality.signal, x)
+    peaks = detect_r_peaks(-x, FS)
+    quality.orient(peaks, QualityConfig())
+    assert quality.suspect or quality.inverted  # never called upright
+    assert "inverted" in str(quality.summary(0)["polarity"])
+    clear = assess(-x, FS)
+    clear.orient(peaks, QualityConfig(inverted_ratio=1.6))
+    assert clear.inverted
+    np.testing.assert_array_equal(clear.signal, x)

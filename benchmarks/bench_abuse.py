@@ -1,0 +1,244 @@
+"""The service under abuse, on loopback: stalled connections, a flood of connections, heavy strips at
+once, mixed load, and a shutdown with a stalled client. Prints one table row per probe.
+
+Starts ``python -m ecgbeats.serving`` with the default limits (``ECGBEATS_AUTH=off``) on a free port:
+
+    python -m benchmarks.bench_abuse --model models/interpatient
+
+A beat-row bundle answers both classify endpoints, so one server takes the mixed load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.common import free_port, start_server
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """Resident and peak resident memory of a process, MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+class Server:
+    def __init__(self, model: Path, log: Path, **settings: object) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = start_server(model, self.port, log, **settings)
+
+    def health_ms(self) -> float:
+        start = time.perf_counter()
+        try:
+            ok = httpx.get(f"{self.base}/health", timeout=10).status_code == 200
+        except httpx.TransportError:
+            ok = False
+        return (time.perf_counter() - start) * 1000 if ok else float("inf")
+
+    def stop(self) -> float:
+        """SIGTERM; seconds until the process is gone."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return float("inf")
+        return time.monotonic() - start
+
+
+def strip_body(seconds: float, fs: float, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    beat = np.exp(-(((t % 0.8) - 0.1) ** 2) / (2 * 0.01**2))  # a QRS-like bump every 0.8 s
+    signal_mv = beat + 0.1 * np.sin(2 * np.pi * 0.3 * t) + rng.normal(0, 0.02, len(t))
+    return json.dumps({"fs": fs, "signal": np.round(signal_mv, 4).tolist()}).encode()
+
+
+def one_beat() -> bytes:
+    samples = [1.0] + list(np.round(np.linspace(0.6, 0.1, 120), 4)) + [0.0] * 66
+    return json.dumps({"beats": [{"samples": samples}]}).encode()
+
+
+async def _half_sent(port: int, n: int, hold: float) -> tuple[int, int, float]:
+    """Open ``n`` connections that send part of their headers; how many the server closed, how many it
+    answered with 408/503, and the seconds until the last was closed."""
+    start = time.monotonic()
+
+    async def one() -> tuple[bool, bytes, float]:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False, b"", 0.0
+        writer.write(b"POST /v1/beats:classify HTTP/1.1\r\nhost: x\r\ncontent-ty")
+        await writer.drain()
+        try:
+            data = await asyncio.wait_for(reader.read(), timeout=hold)
+            closed = True
+        except (TimeoutError, ConnectionError):
+            data, closed = b"", False
+        writer.close()
+        return closed, data, time.monotonic() - start
+
+    results = await asyncio.gather(*(one() for _ in range(n)))
+    closed = sum(r[0] for r in results)
+    answered = sum(r[1].startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for r in results)
+    return closed, answered, max((r[2] for r in results if r[0]), default=float("nan"))
+
+
+def probe_half_sent(server: Server, n: int) -> str:
+    health: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            health.append(server.health_ms())
+            time.sleep(0.25)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    closed, answered, last = asyncio.run(_half_sent(server.port, n, hold=60))
+    stop.set()
+    watcher.join()
+    finite = [h for h in health if h != float("inf")]
+    return (
+        f"{n:,} half-sent requests | {closed:,} closed by the server ({answered:,} with 408/503), the last "
+        f"after {last:.1f} s; /health answered {len(finite)} of {len(health)} probes, "
+        f"p50 {statistics.median(finite):.1f} ms, max {max(finite):.0f} ms"
+    )
+
+
+def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> str:
+    body = strip_body(seconds, fs)
+    rss0, _ = rss_mib(server.proc.pid)
+
+    def post(_: int) -> tuple[int, float, str]:
+        start = time.perf_counter()
+        response = httpx.post(
+            f"{server.base}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}, timeout=600
+        )
+        return response.status_code, time.perf_counter() - start, response.headers.get("retry-after", "")
+
+    health: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            health.append(server.health_ms())
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with ThreadPoolExecutor(concurrent) as pool:
+        results = list(pool.map(post, range(concurrent)))
+    stop.set()
+    watcher.join()
+    time.sleep(1.0)
+    rss1, peak = rss_mib(server.proc.pid)
+    codes = {code: sum(r[0] == code for r in results) for code in sorted({r[0] for r in results})}
+    ok = [r[1] for r in results if r[0] == 200]
+    refused = [r[1] for r in results if r[0] == 503]
+    finite = [h for h in health if h != float("inf")]
+    return (
+        f"{concurrent} x {seconds / 60:g}-min strips at {fs:g} Hz ({len(body) / 1e6:.1f} MB each) | answers {codes}; "
+        f"200s took {min(ok, default=0):.1f}-{max(ok, default=0):.1f} s; 503s in "
+        f"{max(refused, default=0) * 1000:.0f} ms at most (Retry-After {results[-1][2] or '-'}); /health p50 "
+        f"{statistics.median(finite):.0f} ms, max {max(finite):.0f} ms; RSS {rss0:.0f} MiB before, peak {peak:.0f}, "
+        f"{rss1:.0f} after"
+    )
+
+
+def probe_mixed(server: Server, clients: int, strip_clients: int, duration: float) -> str:
+    beat = one_beat()
+    strip = strip_body(300, 360.0, seed=1)
+    latencies: list[float] = []
+    strip_codes: list[int] = []
+    deadline = time.monotonic() + duration
+
+    def beat_client(_: int) -> None:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                response = client.post("/v1/beats:classify", content=beat, headers={"content-type": "application/json"})
+                if response.status_code == 200:
+                    latencies.append((time.perf_counter() - start) * 1000)
+
+    def strip_client(_: int) -> None:
+        with httpx.Client(base_url=server.base, timeout=300) as client:
+            while time.monotonic() < deadline:
+                response = client.post("/v1/ecg:classify", content=strip, headers={"content-type": "application/json"})
+                strip_codes.append(response.status_code)
+                if response.status_code == 503:
+                    time.sleep(float(response.headers.get("retry-after", "1")))
+
+    with ThreadPoolExecutor(clients) as pool:
+        for i in range(clients):
+            pool.submit(strip_client if i < strip_clients else beat_client, i)
+    latencies.sort()
+    p = {q: latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))] for q in (50, 99)}
+    return (
+        f"{clients} concurrent clients for {duration:g} s ({strip_clients} posting 5-min strips) | one-beat "
+        f"requests: {len(latencies):,} answered, p50 {p[50]:.1f} ms, p99 {p[99]:.1f} ms; strips: "
+        f"{strip_codes.count(200)} scored, {strip_codes.count(503)} told to retry (503)"
+    )
+
+
+def probe_shutdown(model: Path, log: Path) -> str:
+    server = Server(model, log)
+    body = strip_body(60, 360.0)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        head = (
+            f"POST /v1/ecg:classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + body[:1000])
+        time.sleep(0.5)
+        took = server.stop()
+    return f"SIGTERM with a client stalled mid-body | the process exited after {took:.1f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("models/interpatient"), help="a beat-row bundle")
+    parser.add_argument("--half-sent", type=int, default=2000)
+    parser.add_argument("--flood", type=int, default=5000, help="connections opened at once (half-sent)")
+    args = parser.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this client holds thousands of sockets
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; file-descriptor limit {hard}")
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "server.log"
+        server = Server(args.model, log)
+        rows = [probe_half_sent(server, args.half_sent), probe_half_sent(server, args.flood)]
+        rows.append(probe_heavy(server, 1800, 1000.0, 1))
+        rows.append(probe_heavy(server, 1800, 1000.0, 10))
+        rows.append(probe_mixed(server, 32, 4, 30.0))
+        log_size = log.stat().st_size
+        rows.append(f"server log after all of the above | {log_size / 1024:.0f} KiB")
+        server.stop()
+        rows.append(probe_shutdown(args.model, Path(tmp) / "shutdown.log"))
+    print("\n| probe | after |\n|---|---|")
+    for row in rows:
+        print(f"| {row} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
