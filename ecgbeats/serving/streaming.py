@@ -66,6 +66,7 @@ class SegmentBeats:
     spikes: int  # spike stretches starting in [start, stop)
     unusable_all: bool  # every quality window of the detection context is unusable
     inverted: bool  # the first lead was flipped in this segment's measuring context
+    suspect: bool  # possibly inverted there: reported, not flipped
     qrs_ratio: float | None
     signal: np.ndarray | None = None  # the spike-bridged segment, when asked for (the whole-signal path)
 
@@ -172,8 +173,8 @@ def segment_beats(
                               peaks, unusable)  # fmt: skip
             info = pending.pop(measured)
             signal = bridged[start - bridged_start : stop - bridged_start].copy() if keep_signal else None
-            yield SegmentBeats(start=start, stop=stop, beats=result[0], inverted=result[1], qrs_ratio=result[2],
-                               signal=signal, **info)  # type: ignore[arg-type]  # fmt: skip
+            yield SegmentBeats(start=start, stop=stop, beats=result[0], inverted=result[1], suspect=result[2],
+                               qrs_ratio=result[3], signal=signal, **info)  # type: ignore[arg-type]  # fmt: skip
             measured += 1
             keep_from = max(0, measured * size - grid.history)
             bridged = bridged[keep_from - bridged_start :]
@@ -229,12 +230,12 @@ def _measure(
     stop: int,
     peaks: np.ndarray,
     unusable: list[Segment],
-) -> tuple[pd.DataFrame, bool, float | None]:
+) -> tuple[pd.DataFrame, bool, bool, float | None]:
     """The beats of [start, stop) measured on a context starting at ``lo``, with absolute r_peak/time_s."""
     here = peaks[(peaks >= lo) & (peaks < lo + len(context))] - lo
     quality = StripQuality(signal=context, fs=fs, windows=0, unusable=_clip(unusable, -lo, 0, len(context)))
     if len(here) < scoring.MIN_PEAKS:
-        return _empty(scorer, context, fs), False, None
+        return _empty(scorer, context, fs), False, False, None
     quality.orient(here, scorer.quality_config)
     _, beats, _ = scorer.measure_beats(quality, here, fs)
     detected = here if scorer.record_config is not None else here[:-1]  # the detected peak of every row
@@ -242,7 +243,7 @@ def _measure(
     beats = beats[keep].reset_index(drop=True)
     beats["r_peak"] = beats["r_peak"].to_numpy(dtype=np.int64) + lo
     beats["time_s"] = beats["r_peak"].to_numpy() / fs
-    return beats, quality.inverted, quality.qrs_ratio
+    return beats, quality.inverted, quality.suspect, quality.qrs_ratio
 
 
 def _empty(scorer: scoring.Scorer, context: np.ndarray, fs: float) -> pd.DataFrame:
@@ -279,6 +280,7 @@ def segmented_strip_beats(
         unusable=[seg for part in parts for seg in part.unusable],
         spikes=sum(part.spikes for part in parts),
         inverted=any(part.inverted for part in parts),
+        suspect=any(part.suspect for part in parts) and not any(part.inverted for part in parts),
         qrs_ratio=float(np.median(ratios)) if ratios else None,
     )
     r_peaks = beats["r_peak"].to_numpy(dtype=np.int64) if scorer.record_config is not None else peaks
