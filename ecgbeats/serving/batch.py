@@ -363,9 +363,12 @@ def open_edf(path: Path, scorer: Scorer, channel: str | int, second: str | int |
     picked = [labels[c] for c in channels]
 
     def read(start: int, stop: int) -> np.ndarray:
+        # the file opened afresh for every stretch: edfio reads through a memory map, and the pages a
+        # map has touched count as this process's memory until it is dropped (a day: the whole file)
+        stretch = list(edfio.read_edf(path, lazy_load_data=True).signals)
         block = np.column_stack(
             [
-                signals[c].get_data_slice(start / fs, stop / fs) * scale
+                stretch[c].get_data_slice(start / fs, stop / fs) * scale
                 for c, scale in zip(channels, scales, strict=True)
             ]
         )
