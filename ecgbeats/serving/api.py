@@ -48,6 +48,7 @@ from ecgbeats.serving.scoring import (
 from ecgbeats.serving.security import AccessGuard, key_ring
 from ecgbeats.serving.settings import Settings
 from ecgbeats.serving.viewer import include_viewer
+from ecgbeats.serving.workers import StripWorkers
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +450,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bundle, version=settings.model_version, observers=[metrics.observe], num_threads=settings.predict_threads
         )
         metrics.class_names = scorer.class_names
+        workers = StripWorkers(scorer, settings.model_dir, settings.model_digest, settings.strip_workers)
+        await anyio.to_thread.run_sync(workers.warm_up)  # ready means strips can be scored too
+        app.state.strip_workers = workers
         app.state.scorer = scorer
         app.state.test_metrics = _load_test_metrics(settings.test_metrics)
         metrics.model_info.info(
@@ -459,6 +463,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         metrics.model_loaded.set(0)
         app.state.scorer = None
+        workers.close()
 
     app = FastAPI(
         title="ecgbeats",
@@ -622,13 +627,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=StripResponse,
         responses={413: {"description": "body too large"}, 415: {"description": "not JSON"}},
     )
-    def classify_ecg(body: StripRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def classify_ecg(body: StripRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         scorer = scorer_of(request)
         signal = np.asarray(body.signal, dtype=np.float64)  # type: ignore[attr-defined]
         second = body.second_lead  # type: ignore[attr-defined]
         fs = float(body.fs)  # type: ignore[attr-defined]
         leads = signal if second is None else np.column_stack([signal, np.asarray(second, dtype=np.float64)])
-        result = scorer.score_strip(leads, fs)
+        result = await request.app.state.strip_workers.score_strip(leads, fs)  # in a worker process
         beats = result.beats
         probabilities = _probabilities(result.predictions)
         names = result.predictions.names

@@ -44,6 +44,9 @@ class ScoringError(ValueError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ScoringError], tuple[str, str]]:
+        return ScoringError, (self.field, self.message)  # raised in a strip worker process, re-raised here
+
 
 # Called after every scored batch with the model's input features and the probabilities: the hook
 # for drift monitoring (feature and prediction distributions) and prediction counters.

@@ -188,3 +188,32 @@ def test_a_shutdown_with_a_client_stalled_mid_body_ends_in_bounded_time(bundle_d
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=15)
+
+
+def test_a_long_strip_is_scored_in_a_worker_process_while_beats_are_answered(limited_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import wfdb
+
+    from tests.conftest import FIXTURE_MIRROR
+
+    record = wfdb.rdrecord(str(FIXTURE_MIRROR / "213"), channels=[0])
+    body = {"fs": 360.0, "signal": np.round(record.p_signal[:, 0], 4).tolist()}  # 3 minutes
+    beats = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
+
+    def predicted() -> float:
+        text = httpx.get(f"{limited_server}/metrics").text
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith("ecgbeats_predicted_beats_total{"))
+
+    before = predicted()
+    with ThreadPoolExecutor(1) as pool:
+        strip = pool.submit(httpx.post, f"{limited_server}/v1/ecg:classify", json=body, timeout=120)
+        answered_during = 0
+        while not strip.done():
+            if httpx.post(f"{limited_server}/v1/beats:classify", json=beats, timeout=10).status_code == 200:
+                answered_during += 1
+        response = strip.result()
+    assert response.status_code == 200, response.text
+    assert answered_during >= 3  # the event loop and the beat workers were not held by the strip
+    scored = response.json()["summary"]["beats"]
+    assert predicted() == before + scored + answered_during  # the strip's beats reached the counters too
