@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -36,13 +37,14 @@ from ecgbeats.modelling.bundle import load_bundle
 from ecgbeats.serving.api import request_models
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import beat_frame
+from ecgbeats.serving.security import hash_key
 from ecgbeats.serving.settings import Settings
 
 TIMEOUT = 30.0
 
 
-def single_latency(base: str, beats: list[dict], n: int, warmup: int) -> dict[str, float]:
-    with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
+def single_latency(base: str, key: str, beats: list[dict], n: int, warmup: int) -> dict[str, float]:
+    with httpx.Client(base_url=base, timeout=TIMEOUT, headers={"authorization": f"Bearer {key}"}) as client:
         times = []
         for i in range(warmup + n):
             body = {"beats": [beats[i % len(beats)]]}
@@ -59,7 +61,9 @@ def single_latency(base: str, beats: list[dict], n: int, warmup: int) -> dict[st
     }
 
 
-def batched_throughput(base: str, beats: list[dict], batch_size: int, batches: int, clients: int) -> dict[str, float]:
+def batched_throughput(
+    base: str, key: str, beats: list[dict], batch_size: int, batches: int, clients: int
+) -> dict[str, float]:
     bodies = [
         json.dumps({"beats": [beats[(b * batch_size + j) % len(beats)] for j in range(batch_size)]}).encode()
         for b in range(batches)
@@ -67,7 +71,11 @@ def batched_throughput(base: str, beats: list[dict], batch_size: int, batches: i
 
     def run(share: list[bytes]) -> list[float]:
         out = []
-        with httpx.Client(base_url=base, timeout=TIMEOUT, headers={"content-type": "application/json"}) as client:
+        with httpx.Client(
+            base_url=base,
+            timeout=TIMEOUT,
+            headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
+        ) as client:
             for body in share:
                 start = time.perf_counter()
                 client.post("/v1/beats:classify", content=body).raise_for_status()
@@ -136,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     beats = beat_payloads(load_beats(args.beats, 5000))
     log = Path(tempfile.mkdtemp(prefix="ecgbeats-bench-")) / "server.log"
     runs = []
-    with server(args.model, log, args.workers) as (base, _):
+    key = secrets.token_urlsafe(32)  # the service as deployed: access control on, one client key
+    with server(args.model, log, args.workers, api_keys=hash_key(key)) as (base, _):
         for r in range(args.repeats):
             run = {
-                "single": single_latency(base, beats, args.single, args.warmup),
-                "batch_1_client": batched_throughput(base, beats, args.batch_size, args.batches, 1),
-                "batch_2_clients": batched_throughput(base, beats, args.batch_size, args.batches, 2),
+                "single": single_latency(base, key, beats, args.single, args.warmup),
+                "batch_1_client": batched_throughput(base, key, beats, args.batch_size, args.batches, 1),
+                "batch_2_clients": batched_throughput(base, key, beats, args.batch_size, args.batches, 2),
             }
             runs.append(run)
             one = run["single"]
