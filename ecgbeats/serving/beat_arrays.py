@@ -39,53 +39,52 @@ SUPPORTED_GROUPS = frozenset({"samples", "samples_masked", "downsampled", "lengt
 CHECK_BEATS = 64  # beats in the start-up comparison with build_features
 
 # the array form of a beat table: float32 samples (n, 187) clipped to [0, 1], int32 lengths (n,),
-# float32 RR intervals (n, 3) in the order of RR_NAMES, NaN where unknown
-Group = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
+# float32 RR intervals (n, 3) in the order of RR_NAMES, NaN where unknown; a group gives its column
+# names and an (n, columns) block
+Block = tuple[Sequence[str], np.ndarray]
+Group = Callable[[np.ndarray, np.ndarray, np.ndarray], Block]
 
 
-def _no_inf(values: np.ndarray) -> np.ndarray:
-    return np.where(np.isinf(values), np.float32(np.nan), values)
+def _float32_no_inf(columns: Sequence[np.ndarray]) -> np.ndarray:
+    # as build_features: each group's float64 values cast to float32, then infinities made missing
+    block = np.column_stack(columns).astype(np.float32)
+    block[np.isinf(block)] = np.nan
+    return block
 
 
-def _samples(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: samples[:, i] for i, name in enumerate(SAMPLE_COLUMNS)}
+def _samples(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
+    return SAMPLE_COLUMNS, samples
 
 
 def _unpadded(length: np.ndarray) -> np.ndarray:
     return np.clip(length.astype(np.int64), 1, BEAT_SAMPLES)
 
 
-def _samples_masked(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
+def _samples_masked(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
     masked = samples.copy()
     masked[np.arange(BEAT_SAMPLES)[None, :] >= _unpadded(length)[:, None]] = np.nan
-    return {f"m{name}": masked[:, i] for i, name in enumerate(SAMPLE_COLUMNS)}
+    return [f"m{name}" for name in SAMPLE_COLUMNS], masked
 
 
-def _downsampled(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
+def _downsampled(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
     starts = np.arange(0, BEAT_SAMPLES, DOWNSAMPLE_FACTOR)
     pooled = (np.add.reduceat(samples, starts, axis=1) / np.diff(np.append(starts, BEAT_SAMPLES))).astype(np.float32)
-    return {f"ds{i:02d}": pooled[:, i] for i in range(len(starts))}
+    return [f"ds{i:02d}" for i in range(len(starts))], pooled
 
 
-def _length(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
-    return {"length": length.astype(np.float32)}
+def _length(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
+    return ["length"], length.astype(np.float32)[:, None]
 
 
-def _rr(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
+def _rr(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
     prev, nxt, local = rr[:, 0], rr[:, 1], rr[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = {
-            "rr_prev": prev,
-            "rr_next": nxt,
-            "rr_local": local,
-            "rr_prev_ratio": prev / local,
-            "rr_next_ratio": nxt / local,
-            "rr_prev_next_ratio": prev / nxt,
-        }
-    return {k: _no_inf(v) for k, v in out.items()}
+    with np.errstate(divide="ignore", invalid="ignore"):  # float32 arithmetic, as on the float32 table
+        ratios = [prev / local, nxt / local, prev / nxt]
+    names = [*RR_NAMES, "rr_prev_ratio", "rr_next_ratio", "rr_prev_next_ratio"]
+    return names, _float32_no_inf([prev, nxt, local, *ratios])
 
 
-def _rr_norm(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
+def _rr_norm(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
     prev, nxt, local = (rr[:, i].astype(np.float64) for i in range(3))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = {
@@ -96,7 +95,18 @@ def _rr_norm(samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[st
             "rr_prev_next_ratio_local": (nxt - prev) / local,
             "length_ms": length.astype(np.float64) * MS_PER_SAMPLE,
         }
-        return {k: _no_inf(v.astype(np.float32)) for k, v in out.items()}
+        return list(out), _float32_no_inf(list(out.values()))
+
+
+def _median_of_kept(samples: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``np.nanmedian`` of the first ``n`` values of each row (no NaN among them), by its own arithmetic:
+    below 600 values numpy takes the masked-array median, (low + high) / 2 of the sorted kept values,
+    and that path costs more than the rest of the features of one beat."""
+    kept = np.sort(np.where(np.arange(samples.shape[1])[None, :] < n[:, None], samples, np.inf), axis=1)
+    half = n // 2
+    low = np.take_along_axis(kept, np.where(n % 2 == 1, half, half - 1)[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(kept, half[:, None], axis=1)[:, 0]
+    return (low + high) / 2.0
 
 
 def _first_true(condition: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -104,7 +114,7 @@ def _first_true(condition: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(found, condition.argmax(axis=1), fallback)
 
 
-def _morphology(samples32: np.ndarray, length: np.ndarray, rr: np.ndarray) -> dict[str, np.ndarray]:
+def _morphology(samples32: np.ndarray, length: np.ndarray, rr: np.ndarray) -> Block:
     # the computation of ecgbeats.features.groups.morphology, line for line
     samples = samples32.astype(np.float64)
     n = _unpadded(length)
@@ -112,7 +122,7 @@ def _morphology(samples32: np.ndarray, length: np.ndarray, rr: np.ndarray) -> di
     inside = positions < n[:, None]
     masked = np.where(inside, samples, np.nan)
     with np.errstate(all="ignore"):
-        baseline = np.nanmedian(masked, axis=1)
+        baseline = _median_of_kept(samples, n) if not np.isnan(samples).any() else np.nanmedian(masked, axis=1)
         centred = masked - baseline[:, None]
         centred_zero = np.where(inside, centred, 0.0)
         head = centred[:, :QRS_SEARCH]
@@ -159,7 +169,7 @@ def _morphology(samples32: np.ndarray, length: np.ndarray, rr: np.ndarray) -> di
             "unpadded_std": np.nanstd(masked, axis=1),
             "tail_max": np.nanmax(np.where(positions >= (n * 0.6)[:, None], masked, np.nan), axis=1),
         }
-        return {k: _no_inf(np.asarray(v).astype(np.float32)) for k, v in out.items()}
+        return list(out), _float32_no_inf([np.asarray(v, dtype=np.float64) for v in out.values()])
 
 
 GROUPS: dict[str, Group] = {
@@ -183,14 +193,23 @@ class ArrayFeatures:
         self.groups = list(groups)
         self.columns = pd.Index(list(columns))  # one Index object: the drift monitor caches by it
         self._position = {name: i for i, name in enumerate(columns)}
+        self._where: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # group: (its columns kept, their positions)
+
+    def _placement(self, group: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if group not in self._where:
+            kept = [(j, self._position[name]) for j, name in enumerate(names) if name in self._position]
+            self._where[group] = (
+                np.array([j for j, _ in kept], dtype=np.intp),
+                np.array([p for _, p in kept], dtype=np.intp),
+            )
+        return self._where[group]
 
     def __call__(self, samples: np.ndarray, length: np.ndarray, rr: np.ndarray) -> np.ndarray:
         out = np.full((len(samples), len(self.columns)), np.nan, dtype=np.float32)  # reindex: absent is NaN
         for group in self.groups:
-            for name, values in GROUPS[group](samples, length, rr).items():
-                at = self._position.get(name)
-                if at is not None:
-                    out[:, at] = values
+            names, block = GROUPS[group](samples, length, rr)
+            source, target = self._placement(group, names)
+            out[:, target] = block[:, source]
         return out
 
 
