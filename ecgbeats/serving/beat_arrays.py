@@ -123,7 +123,7 @@ def _nanmean(a: np.ndarray) -> np.ndarray:
 def _nanstd(a: np.ndarray) -> np.ndarray:
     mask = np.isnan(a)
     arr = np.where(mask, 0.0, a)
-    count: np.ndarray = np.sum(~mask, axis=1, dtype=np.intp, keepdims=True)
+    count = np.asarray(np.sum(~mask, axis=1, dtype=np.intp, keepdims=True))
     deviation = arr - arr.sum(axis=1, keepdims=True) / count
     deviation[mask] = 0.0
     return np.sqrt((deviation * deviation).sum(axis=1) / count[:, 0])
