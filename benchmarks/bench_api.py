@@ -151,15 +151,15 @@ def time_split(model: Path, beats: list[dict], size: int, rounds: int, media: st
     from ecgbeats.serving.api import beats_response
     from ecgbeats.serving.beat_input import json_beats, npy_beats
     from ecgbeats.serving.monitoring import ServiceMetrics
-    from ecgbeats.serving.scoring import Predictions, Scorer, beat_arrays
+    from ecgbeats.serving.scoring import Predictions, Scorer, beat_arrays, beat_frame
 
     bundle = load_bundle(model)
     metrics = ServiceMetrics(bundle.class_names)
     if bundle.reference is not None:
         metrics.enable_drift(bundle.reference, window=2000, min_beats=500)
     scorer = Scorer(bundle, num_threads=1)  # as the service (ECGBEATS_PREDICT_THREADS=1), observers timed apart
-    fast = scorer.array_features
-    assert fast is not None, f"{model} has no array features: this split times the array path"
+    fast = scorer.array_features  # None (e.g. tsfresh features): the scorer's beat-table path is timed
+    columns = fast.columns if fast is not None else pd.Index(bundle.feature_columns)
     parse = npy_beats if media == NPY_TYPE else json_beats
     encode = npy_body if media == NPY_TYPE else json_body
     steps: dict[str, list[float]] = {k: [] for k in ("parse", "features", "predict", "observe", "respond")}
@@ -169,12 +169,15 @@ def time_split(model: Path, beats: list[dict], size: int, rounds: int, media: st
         parsed = parse(raw, 100_000)
         assert parsed is not None
         t1 = time.perf_counter()
-        samples, length, rr = beat_arrays(parsed.samples, lengths=parsed.lengths, rr=parsed.rr)
-        values = fast(samples, length, rr)
+        if fast is not None:
+            values = fast(*beat_arrays(parsed.samples, lengths=parsed.lengths, rr=parsed.rr))
+        else:
+            table = beat_frame(parsed.samples, lengths=parsed.lengths, rr=parsed.rr)
+            values = bundle.features(table).to_numpy(dtype=np.float32)
         t2 = time.perf_counter()
         proba = np.asarray(bundle.booster.predict(values.astype(np.float64), num_threads=1)).reshape(size, -1)
         t3 = time.perf_counter()
-        metrics.observe(pd.DataFrame(values, columns=fast.columns, copy=False), proba)
+        metrics.observe(pd.DataFrame(values, columns=columns, copy=False), proba)
         t4 = time.perf_counter()
         beats_response(scorer, Predictions(proba, scorer.class_names))
         t5 = time.perf_counter()
