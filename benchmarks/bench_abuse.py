@@ -28,7 +28,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.common import free_port, start_server
+from benchmarks.common import ROOT, free_port, start_server
+
+RAW = ROOT / "data" / "raw" / "mitdb"
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -64,11 +66,15 @@ class Server:
         return time.monotonic() - start
 
 
-def strip_body(seconds: float, fs: float, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * fs)) / fs
-    beat = np.exp(-(((t % 0.8) - 0.1) ** 2) / (2 * 0.01**2))  # a QRS-like bump every 0.8 s
-    signal_mv = beat + 0.1 * np.sin(2 * np.pi * 0.3 * t) + rng.normal(0, 0.02, len(t))
+def strip_body(seconds: float, fs: float, record: str = "100") -> bytes:
+    """The first ``seconds`` of a MIT-BIH record's first lead, resampled to ``fs`` (a real ECG)."""
+    import wfdb
+    from scipy.signal import resample_poly
+
+    rec = wfdb.rdrecord(str(RAW / record), channels=[0], sampto=min(int(seconds * 360), 650000))
+    signal_mv = rec.p_signal[:, 0]
+    if fs != 360:
+        signal_mv = resample_poly(signal_mv, int(fs), 360)
     return json.dumps({"fs": fs, "signal": np.round(signal_mv, 4).tolist()}).encode()
 
 
@@ -129,12 +135,13 @@ def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> s
     body = strip_body(seconds, fs)
     rss0, _ = rss_mib(server.proc.pid)
 
-    def post(_: int) -> tuple[int, float, str]:
+    def post(_: int) -> tuple[int, float, str, str]:
         start = time.perf_counter()
         response = httpx.post(
             f"{server.base}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}, timeout=600
         )
-        return response.status_code, time.perf_counter() - start, response.headers.get("retry-after", "")
+        message = "" if response.status_code in (200, 503) else response.json().get("message", "")[:120]
+        return response.status_code, time.perf_counter() - start, response.headers.get("retry-after", ""), message
 
     health: list[float] = []
     stop = threading.Event()
@@ -153,6 +160,7 @@ def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> s
     time.sleep(1.0)
     rss1, peak = rss_mib(server.proc.pid)
     codes = {code: sum(r[0] == code for r in results) for code in sorted({r[0] for r in results})}
+    errors = sorted({r[3] for r in results if r[0] not in (200, 503)})
     ok = [r[1] for r in results if r[0] == 200]
     refused = [r[1] for r in results if r[0] == 503]
     finite = [h for h in health if h != float("inf")]
@@ -161,14 +169,15 @@ def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> s
         f"200s took {min(ok, default=0):.1f}-{max(ok, default=0):.1f} s; 503s in "
         f"{max(refused, default=0) * 1000:.0f} ms at most (Retry-After {results[-1][2] or '-'}); /health p50 "
         f"{statistics.median(finite):.0f} ms, max {max(finite):.0f} ms; RSS {rss0:.0f} MiB before, peak {peak:.0f}, "
-        f"{rss1:.0f} after"
+        f"{rss1:.0f} after" + (f"; errors: {errors}" if errors else "")
     )
 
 
 def probe_mixed(server: Server, clients: int, strip_clients: int, duration: float) -> str:
     beat = one_beat()
-    strip = strip_body(300, 360.0, seed=1)
+    strip = strip_body(300, 360.0, record="213")
     latencies: list[float] = []
+    beat_refused: list[int] = []
     strip_codes: list[int] = []
     deadline = time.monotonic() + duration
 
@@ -179,6 +188,9 @@ def probe_mixed(server: Server, clients: int, strip_clients: int, duration: floa
                 response = client.post("/v1/beats:classify", content=beat, headers={"content-type": "application/json"})
                 if response.status_code == 200:
                     latencies.append((time.perf_counter() - start) * 1000)
+                elif response.status_code == 503:
+                    beat_refused.append(1)
+                    time.sleep(float(response.headers.get("retry-after", "1")))
 
     def strip_client(_: int) -> None:
         with httpx.Client(base_url=server.base, timeout=300) as client:
@@ -195,7 +207,8 @@ def probe_mixed(server: Server, clients: int, strip_clients: int, duration: floa
     p = {q: latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))] for q in (50, 99)}
     return (
         f"{clients} concurrent clients for {duration:g} s ({strip_clients} posting 5-min strips) | one-beat "
-        f"requests: {len(latencies):,} answered, p50 {p[50]:.1f} ms, p99 {p[99]:.1f} ms; strips: "
+        f"requests: {len(latencies):,} answered, p50 {p[50]:.1f} ms, p99 {p[99]:.1f} ms, {len(beat_refused)} told "
+        f"to retry (503); strips: "
         f"{strip_codes.count(200)} scored, {strip_codes.count(503)} told to retry (503)"
     )
 

@@ -1,1 +1,2 @@
-"""Beat-level processing before features: imputation of lost samples and augmentation."""
+"""Processing before features: imputation of lost samples and augmentation of beat rows, and the
+quality check of raw strips."""

@@ -11,20 +11,23 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import gc
 import hashlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import anyio
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +38,7 @@ from ecgbeats.data.aami import CLASS_DESCRIPTIONS
 from ecgbeats.data.beats import BEAT_SAMPLES
 from ecgbeats.data.rules import range_problem
 from ecgbeats.modelling.bundle import BundleError, load_bundle
+from ecgbeats.serving.beat_input import NPY_TYPE, BeatArrays, BeatsInputError, json_beats, npy_beats
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import (
     MAX_LENGTH,
@@ -43,11 +47,11 @@ from ecgbeats.serving.scoring import (
     Predictions,
     Scorer,
     ScoringError,
-    beat_frame,
 )
 from ecgbeats.serving.security import AccessGuard, key_ring
 from ecgbeats.serving.settings import Settings
 from ecgbeats.serving.viewer import include_viewer
+from ecgbeats.serving.workers import StripWorkers
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,11 @@ KNOWN_FIELDS = frozenset(
 # request latency per endpoint (seconds): fine below 0.1 s, where one-beat requests and their alert live
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MAX_REPORTED_ERRORS = 20  # a response lists at most this many field errors (and says how many there were)
+# beats scored on the event loop itself: below this the hop to a worker thread costs more than the scoring
+# (about 0.5 ms for one beat); larger batches go to a thread so the loop keeps serving
+INLINE_BEATS = 16
+# the request types of the beats endpoint (the strip endpoint takes JSON only)
+MEDIA_TYPES = {BEATS_PATH: ("application/json", NPY_TYPE)}
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -315,10 +324,11 @@ class InputGuard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if path in JSON_PATHS:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
-            if media != "application/json":
+            accepted = MEDIA_TYPES.get(path, ("application/json",))
+            if media not in accepted:
                 await self._reject(
                     send, path, 415, "content_type", "content-type",
-                    f"content-type must be application/json, got {media or 'none'!r}",
+                    f"content-type must be {' or '.join(accepted)}, got {media or 'none'!r}",
                 )  # fmt: skip
                 return
         declared = headers.get("content-length")
@@ -407,6 +417,50 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def beats_response(scorer: Scorer, predictions: Predictions) -> Response:
+    """The ``BeatsResponse`` of ``predictions``, encoded by orjson (no response-model pass: the values
+    are the model's own, and tests/api/test_fast_path.py checks the body against the model)."""
+    names = predictions.class_names
+    body = {
+        "model": {"version": scorer.version, "digest": scorer.digest},
+        "predictions": [
+            {
+                "index": i,
+                "class_code": code,
+                "class_name": names[code],
+                "probabilities": dict(zip(names, row, strict=True)),
+            }
+            for i, (code, row) in enumerate(
+                zip(predictions.codes.tolist(), predictions.probabilities.tolist(), strict=True)
+            )
+        ],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def score_beat_arrays(scorer: Scorer, beats: BeatArrays) -> Predictions:
+    return scorer.score_arrays(beats.samples, lengths=beats.lengths, rr=beats.rr)
+
+
+def beats_route(
+    fast: Callable[[Request], Coroutine[Any, Any, Response | None]],
+) -> type[APIRoute]:
+    """A route whose handler first tries ``fast`` and, when it returns None, runs the endpoint as FastAPI
+    does: the request model validates the body (and words any 422) before the endpoint scores it."""
+
+    class FastBeatsRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            validated = super().get_route_handler()
+
+            async def handler(request: Request) -> Response:
+                response = await fast(request)
+                return response if response is not None else await validated(request)
+
+            return handler
+
+    return FastBeatsRoute
+
+
 def _probabilities(predictions: Predictions) -> list[dict[str, float]]:
     names = predictions.class_names
     return [{names[j]: float(row[j]) for j in range(len(names))} for row in predictions.probabilities]
@@ -449,16 +503,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bundle, version=settings.model_version, observers=[metrics.observe], num_threads=settings.predict_threads
         )
         metrics.class_names = scorer.class_names
+        workers = StripWorkers(scorer, settings.model_dir, settings.model_digest, settings.strip_workers)
+        await anyio.to_thread.run_sync(workers.warm_up)  # ready means strips can be scored too
+        app.state.strip_workers = workers
         app.state.scorer = scorer
         app.state.test_metrics = _load_test_metrics(settings.test_metrics)
         metrics.model_info.info(
             {"version": scorer.version, "digest": scorer.digest, "protocol": str(bundle.meta.get("protocol"))}
         )
         metrics.model_loaded.set(1)
+        # the libraries, the model and the app live as long as the process: taken out of the collector's
+        # reach, a full collection no longer walks them (on this machine one took 128 ms in 3,000 one-beat
+        # requests, the slowest request by far; reports/deployment.md)
+        gc.collect()
+        gc.freeze()
         log.info("serving model %s (digest %s) from %s", scorer.version, scorer.digest, settings.model_dir)
         yield
         metrics.model_loaded.set(0)
         app.state.scorer = None
+        workers.close()
 
     app = FastAPI(
         title="ecgbeats",
@@ -576,38 +639,73 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
         }
 
-    @app.post(
-        BEATS_PATH,
-        tags=["classify"],
-        summary="Classify a batch of Kaggle-format beats",
-        response_model=BeatsResponse,
-        responses={413: {"description": "body too large"}, 415: {"description": "not JSON"}},
-    )
-    def classify_beats(body: BeatsRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+    def beats_refused(scorer: Scorer) -> ScoringError:
+        return ScoringError(
+            "beats",
+            f"the served model measures beats on the raw ECG around them (representation "
+            f"{scorer.representation!r}); send the strip to {ECG_PATH}",
+        )
+
+    async def classify_beats_fast(request: Request) -> Response | None:
+        """Valid beats straight to arrays and the scorer; None leaves the request to the request model."""
+        scorer = scorer_of(request)
+        npy = request.headers.get("content-type", "").split(";")[0].strip().lower() == NPY_TYPE
+        if scorer.representation != "beat":
+            if npy:
+                raise beats_refused(scorer)
+            return None  # JSON: validated first, then refused, as always
+        body = await request.body()
+        if npy:
+            try:
+                beats = npy_beats(body, settings.max_batch_beats)
+            except BeatsInputError as err:
+                raise RequestValidationError(err.errors) from None
+        else:
+            found = json_beats(body, settings.max_batch_beats)
+            if found is None:
+                return None
+            beats = found
+        if len(beats) <= INLINE_BEATS:
+            predictions = score_beat_arrays(scorer, beats)
+        else:
+            predictions = await anyio.to_thread.run_sync(score_beat_arrays, scorer, beats)
+        return beats_response(scorer, predictions)
+
+    def classify_beats(body: BeatsRequest, request: Request) -> Response:  # type: ignore[valid-type]
+        # reached only with a body the fast path left to the request model: it is valid here
         scorer = scorer_of(request)
         if scorer.representation != "beat":
-            raise ScoringError(
-                "beats",
-                f"the served model measures beats on the raw ECG around them (representation "
-                f"{scorer.representation!r}); send the strip to {ECG_PATH}",
-            )
+            raise beats_refused(scorer)
         beats = body.beats  # type: ignore[attr-defined]
-        samples = np.array([b.samples for b in beats], dtype=np.float32)
-        lengths = np.array([np.nan if b.length is None else b.length for b in beats], dtype=np.float64)
-        rr = {
-            col: np.array([np.nan if getattr(b, col) is None else getattr(b, col) for b in beats])
-            for col in ("rr_prev", "rr_next", "rr_local")
-        }
-        predictions = scorer.score_beats(beat_frame(samples, lengths=lengths, rr=rr))
-        probabilities = _probabilities(predictions)
-        names = predictions.names
-        return {
-            "model": {"version": scorer.version, "digest": scorer.digest},
-            "predictions": [
-                {"index": i, "class_code": int(code), "class_name": names[i], "probabilities": probabilities[i]}
-                for i, code in enumerate(predictions.codes)
-            ],
-        }
+        arrays = BeatArrays(
+            samples=np.array([b.samples for b in beats], dtype=np.float64),
+            lengths=np.array([np.nan if b.length is None else b.length for b in beats], dtype=np.float64),
+            rr={
+                col: np.array([np.nan if getattr(b, col) is None else getattr(b, col) for b in beats], dtype=float)
+                for col in ("rr_prev", "rr_next", "rr_local")
+            },
+        )
+        return beats_response(scorer, score_beat_arrays(scorer, arrays))
+
+    app.router.add_api_route(
+        BEATS_PATH,
+        classify_beats,
+        methods=["POST"],
+        route_class_override=beats_route(classify_beats_fast),
+        tags=["classify"],
+        summary="Classify a batch of Kaggle-format beats",
+        description="The body is JSON (`BeatsRequest`), or a NumPy `.npy` float32/float64 array "
+        f"(`content-type: {NPY_TYPE}`) of shape (n, 187), the samples, or (n, 191): the samples, then `length`, "
+        "`rr_prev`, `rr_next`, `rr_local`, NaN where unknown. The same rules apply to both; errors name the "
+        "fields of the JSON form (`beats[3].samples[12]`).",
+        response_model=BeatsResponse,
+        responses={413: {"description": "body too large"}, 415: {"description": "neither JSON nor .npy"}},
+        openapi_extra={
+            "requestBody": {
+                "content": {NPY_TYPE: {"schema": {"type": "string", "format": "binary", "description": "a .npy array"}}}
+            }
+        },
+    )
 
     @app.post(
         ECG_PATH,
@@ -622,13 +720,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=StripResponse,
         responses={413: {"description": "body too large"}, 415: {"description": "not JSON"}},
     )
-    def classify_ecg(body: StripRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def classify_ecg(body: StripRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         scorer = scorer_of(request)
         signal = np.asarray(body.signal, dtype=np.float64)  # type: ignore[attr-defined]
         second = body.second_lead  # type: ignore[attr-defined]
         fs = float(body.fs)  # type: ignore[attr-defined]
         leads = signal if second is None else np.column_stack([signal, np.asarray(second, dtype=np.float64)])
-        result = scorer.score_strip(leads, fs)
+        result = await request.app.state.strip_workers.score_strip(leads, fs)  # in a worker process
         beats = result.beats
         probabilities = _probabilities(result.predictions)
         names = result.predictions.names

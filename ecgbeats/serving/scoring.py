@@ -28,6 +28,7 @@ from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import record_features
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
 from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSignal, assess
+from ecgbeats.serving.beat_arrays import array_features
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +45,23 @@ class ScoringError(ValueError):
         self.field = field
         self.message = message
 
+    def __reduce__(self) -> tuple[type[ScoringError], tuple[str, str]]:
+        return ScoringError, (self.field, self.message)  # raised in a strip worker process, re-raised here
+
 
 # Called after every scored batch with the model's input features and the probabilities: the hook
 # for drift monitoring (feature and prediction distributions) and prediction counters.
 PredictionObserver = Callable[[pd.DataFrame, np.ndarray], None]
 
 
-def beat_frame(
+def beat_arrays(
     samples: np.ndarray,
     *,
     lengths: np.ndarray | None = None,
     rr: dict[str, np.ndarray] | None = None,
-) -> pd.DataFrame:
-    """A beat table (the columns the features need) from validated beats.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated beats in the form the features are built from: float32 samples clipped to [0, 1]
+    (n, 187), int32 lengths (n,) and float32 RR intervals (n, 3: rr_prev, rr_next, rr_local).
 
     ``lengths`` entries that are NaN or missing are derived from the zero padding; missing RR
     values stay NaN.
@@ -70,10 +75,24 @@ def beat_frame(
     else:
         given = np.asarray(lengths, dtype=np.float64)
         length = np.where(np.isnan(given), derived, given)
-    frame = pd.DataFrame({"length": length.astype(np.int32)})
-    for col in RR_COLUMNS:
-        values = np.full(len(samples), np.nan) if rr is None or rr.get(col) is None else rr[col]
-        frame[col] = np.asarray(values, dtype=np.float32)
+    rr_values = np.full((len(samples), len(RR_COLUMNS)), np.nan, dtype=np.float32)
+    for i, col in enumerate(RR_COLUMNS):
+        if rr is not None and rr.get(col) is not None:
+            rr_values[:, i] = np.asarray(rr[col], dtype=np.float32)
+    return samples, length.astype(np.int32), rr_values
+
+
+def beat_frame(
+    samples: np.ndarray,
+    *,
+    lengths: np.ndarray | None = None,
+    rr: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """A beat table (the columns the features need) from validated beats (see :func:`beat_arrays`)."""
+    samples, length, rr_values = beat_arrays(samples, lengths=lengths, rr=rr)
+    frame = pd.DataFrame({"length": length})
+    for i, col in enumerate(RR_COLUMNS):
+        frame[col] = rr_values[:, i]
     return pd.concat([frame, pd.DataFrame(samples, columns=SAMPLE_COLUMNS)], axis=1)
 
 
@@ -175,6 +194,12 @@ class Scorer:
         self.local_rr_beats = bundle.preprocessing.local_rr_beats if self.representation == "beat" else None
         self.record_config = bundle.record_config if self.representation == "record" else None
         self.quality_config = QualityConfig()
+        # the features of beat rows from arrays, checked against build_features at start-up (None: the tables)
+        self.array_features = (
+            array_features(bundle.meta["features"]["groups"], bundle.feature_columns)
+            if self.representation == "beat" and not bundle.meta["features"].get("tsfresh")
+            else None
+        )
 
     @property
     def class_names(self) -> list[str]:
@@ -187,11 +212,34 @@ class Scorer:
         features = self.bundle.features(beats)
         # a float64 array, not the DataFrame: LightGBM's pandas conversion costs ~1.4 ms per call;
         # the columns are already in the training order (ModelBundle.features reindexes them)
+        return self._predict(features.to_numpy(dtype=np.float64), features)
+
+    def score_arrays(
+        self,
+        samples: np.ndarray,
+        *,
+        lengths: np.ndarray | None = None,
+        rr: dict[str, np.ndarray] | None = None,
+    ) -> Predictions:
+        """:meth:`score_beats` of ``beat_frame(samples, lengths=lengths, rr=rr)``, the same probabilities,
+        without the beat table where the bundle's features have an array form (the service's path)."""
+        fast = self.array_features
+        if fast is None:
+            return self.score_beats(beat_frame(samples, lengths=lengths, rr=rr))
+        samples, length, rr_values = beat_arrays(samples, lengths=lengths, rr=rr)
+        if len(samples) == 0:
+            return Predictions(np.zeros((0, len(self.class_names))), self.class_names)
+        values = fast(samples, length, rr_values)
+        # the observers take the features as a table, as score_beats gives them (float32, no copy)
+        return self._predict(values.astype(np.float64), lambda: pd.DataFrame(values, columns=fast.columns, copy=False))
+
+    def _predict(self, values: np.ndarray, features: pd.DataFrame | Callable[[], pd.DataFrame]) -> Predictions:
         threads: dict[str, Any] = {} if self.num_threads is None else {"num_threads": self.num_threads}
-        values = features.to_numpy(dtype=np.float64)
-        proba = np.asarray(self.bundle.booster.predict(values, **threads), dtype=np.float64).reshape(len(beats), -1)
-        for observe in self.observers:
-            observe(features, proba)
+        proba = np.asarray(self.bundle.booster.predict(values, **threads), dtype=np.float64).reshape(len(values), -1)
+        if self.observers:
+            table = features() if callable(features) else features
+            for observe in self.observers:
+                observe(table, proba)
         return Predictions(proba, self.class_names)
 
     def strip_beats(

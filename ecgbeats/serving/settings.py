@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         1000, ge=1, le=100_000, description="open connections kept; beyond, a new one gets 503 and is closed"
     )
-    strip_workers: int = Field(1, ge=1, le=64, description="strips scored at once (each costs up to seconds)")
+    strip_workers: int = Field(
+        1, ge=1, le=64, description="worker processes scoring strips, one strip each at a time (a strip costs seconds)"
+    )
     beat_workers: int = Field(2, ge=1, le=64, description="beat batches scored at once")
     max_queued: int = Field(
         8, ge=0, le=10_000, description="requests of each kind waiting for a worker; beyond, 503 with Retry-After"

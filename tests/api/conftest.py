@@ -79,8 +79,9 @@ def server_env(**settings: object) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(log: Path, **settings: object) -> Iterator[str]:
-    """``python -m ecgbeats.serving`` (uvicorn) on 127.0.0.1:<free port> with ``settings``; yields its URL."""
+def serving_process(log: Path, **settings: object) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``python -m ecgbeats.serving`` (uvicorn) on 127.0.0.1:<free port> with ``settings``, once ready:
+    yields the process and its URL; stops it afterwards if it is still running."""
     port = free_port()
     env = server_env(**settings)
     with open(log, "w") as out:
@@ -102,14 +103,22 @@ def running_server(log: Path, **settings: object) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"the server was not ready within {STARTUP_SECONDS} s:\n{log.read_text()}")
             time.sleep(0.2)
-        yield base
+        yield proc, base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+@contextmanager
+def running_server(log: Path, **settings: object) -> Iterator[str]:
+    """As :func:`serving_process`; yields the URL only."""
+    with serving_process(log, **settings) as (_, base):
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from urllib.parse import urlparse
@@ -17,8 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.api.conftest import STARTUP_SECONDS, free_port, running_server, server_env
-from tests.conftest import ROOT
+from tests.api.conftest import running_server, serving_process
 
 WAIT = 15.0  # upper bound for any deadline below to be seen (the deadlines themselves are 1-2 s)
 
@@ -157,34 +154,41 @@ def test_a_full_lane_answers_503_at_once_while_the_other_lane_and_health_work(li
 
 
 def test_a_shutdown_with_a_client_stalled_mid_body_ends_in_bounded_time(bundle_dir, tmp_path):
-    port = free_port()
-    env = server_env(model_dir=bundle_dir, body_timeout=600, shutdown_timeout=2)
-    with open(tmp_path / "server.log", "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ecgbeats.serving", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
+    settings = dict(model_dir=bundle_dir, body_timeout=600, shutdown_timeout=2)
+    with serving_process(tmp_path / "server.log", **settings) as (proc, base), _connect(base) as sock:
         body = _strip()
-        with _connect(base) as sock:
-            sock.sendall(_head("/v1/ecg:classify", len(body)) + body[:1000])
-            time.sleep(0.3)
-            proc.send_signal(signal.SIGTERM)
-            start = time.monotonic()
-            proc.wait(timeout=WAIT)
-            took = time.monotonic() - start
-        assert took < WAIT
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=15)
+        sock.sendall(_head("/v1/ecg:classify", len(body)) + body[:1000])
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        proc.wait(timeout=WAIT)
+        assert time.monotonic() - start < WAIT
+
+
+def test_a_long_strip_is_scored_in_a_worker_process_while_beats_are_answered(limited_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import wfdb
+
+    from tests.conftest import FIXTURE_MIRROR
+
+    record = wfdb.rdrecord(str(FIXTURE_MIRROR / "213"), channels=[0])
+    body = {"fs": 360.0, "signal": np.round(record.p_signal[:, 0], 4).tolist()}  # 3 minutes
+    beats = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
+
+    def predicted() -> float:
+        text = httpx.get(f"{limited_server}/metrics").text
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith("ecgbeats_predicted_beats_total{"))
+
+    before = predicted()
+    with ThreadPoolExecutor(1) as pool:
+        strip = pool.submit(httpx.post, f"{limited_server}/v1/ecg:classify", json=body, timeout=120)
+        answered_during = 0
+        while not strip.done():
+            if httpx.post(f"{limited_server}/v1/beats:classify", json=beats, timeout=10).status_code == 200:
+                answered_during += 1
+        response = strip.result()
+    assert response.status_code == 200, response.text
+    assert answered_during >= 3  # the event loop and the beat workers were not held by the strip
+    scored = response.json()["summary"]["beats"]
+    assert predicted() == before + scored + answered_during  # the strip's beats reached the counters too

@@ -1,0 +1,78 @@
+"""Strips are scored in worker processes, so a long strip never holds the service's interpreter.
+
+Scoring a 30-minute strip is seconds of Python (the XQRS detector is pure Python): in a thread it
+holds the GIL, and one-beat requests, ``/health`` and the event loop wait for it. Each worker process
+loads the same verified bundle once (the pin checked again) and runs ``Scorer.score_strip``; the
+parent gets the result and the features the model saw, and feeds its own observers (prediction
+counters, drift), so monitoring sees every beat as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgbeats.modelling.bundle import load_bundle
+from ecgbeats.serving.scoring import Scorer, StripResult
+
+_scorer: Scorer | None = None  # the worker process's own
+
+
+@dataclass(frozen=True)
+class ScoredStrip:
+    result: StripResult
+    features: pd.DataFrame  # what the model saw, for the parent's observers
+
+
+def _start(model_dir: Path, digest: str | None, version: str | None, threads: int | None) -> None:
+    global _scorer
+    _scorer = Scorer(load_bundle(model_dir, digest), version=version, num_threads=threads)
+
+
+def _score(leads: np.ndarray, fs: float) -> ScoredStrip:
+    assert _scorer is not None, "the worker was not started"
+    seen: list[pd.DataFrame] = []
+    _scorer.observers = [lambda features, _: seen.append(features)]
+    result = _scorer.score_strip(leads, fs)
+    result.quality.signal = np.empty(0)  # the strip itself need not travel back
+    with contextlib.suppress(OSError, AttributeError):  # give a large strip's memory back (glibc)
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return ScoredStrip(result, seen[0] if seen else pd.DataFrame())
+
+
+class StripWorkers:
+    """``processes`` worker processes scoring strips for ``scorer`` (the parent's, for its observers)."""
+
+    def __init__(self, scorer: Scorer, model_dir: Path, digest: str | None, processes: int) -> None:
+        self.scorer = scorer
+        self.processes = processes
+        # spawn: a fresh interpreter, not a fork of a process with a running event loop and threads
+        self.pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(model_dir, digest, scorer.version, scorer.num_threads),
+        )
+
+    async def score_strip(self, leads: np.ndarray, fs: float) -> StripResult:
+        scored = await asyncio.get_running_loop().run_in_executor(self.pool, _score, leads, fs)
+        if len(scored.result.beats):
+            for observe in self.scorer.observers:
+                observe(scored.features, scored.result.predictions.probabilities)
+        return scored.result
+
+    def warm_up(self) -> None:
+        """Start every worker now (loading the bundle), not on the first strip."""
+        for future in [self.pool.submit(int) for _ in range(self.processes)]:
+            future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
