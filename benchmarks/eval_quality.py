@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for sign in (1, -1):
             quality = assess(sign * x, fs)
             quality.orient(detect_r_peaks(sign * x, fs), QualityConfig())
-            polarity.append((record, sign, quality.inverted, quality.qrs_ratio))
+            polarity.append((record, sign, quality.inverted, quality.qrs_ratio, quality.suspect))
     print(f"# strip quality on {len(records)} records ({time.perf_counter() - started:.0f} s)\n")
     print("| condition | 10-s windows | unusable | flat | saturated | noise | strips refused |")
     print("|---|---|---|---|---|---|---|")
@@ -109,11 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {se[:, i].mean():.4f} | {se[:, i].min():.4f} |")
     upright = [p for p in polarity if p[1] == 1]
     inverted = [p for p in polarity if p[1] == -1]
-    print(
-        f"\npolarity: upright records flipped by mistake {sum(p[2] for p in upright)} of {len(upright)}; "
-        f"inverted records flipped back {sum(p[2] for p in inverted)} of {len(inverted)}"
-    )
-    missed = [f"{p[0]} ({p[3]:.2f})" for p in inverted if not p[2]]
+    for name, rows in (("as recorded", upright), ("first lead inverted", inverted)):
+        flipped, suspect = sum(p[2] for p in rows), sum(p[4] for p in rows)
+        print(
+            f"\npolarity, {name}: {len(rows) - flipped - suspect} called upright, {suspect} reported as possibly "
+            f"inverted, {flipped} flipped"
+        )
+    missed = [f"{p[0]} ({p[3]:.2f})" for p in inverted if not (p[2] or p[4])]
     print(f"inverted records not detected (their down/up ratio): {', '.join(missed) or 'none'}")
     if args.model:
         scorer = Scorer(load_bundle(args.model), num_threads=1)
