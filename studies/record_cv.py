@@ -1,7 +1,7 @@
 """The record model's decisions, each made on the cross-validation over the DS1 patients.
 
     python -m studies.record_cv --record data/processed/record/ds1.parquet \\
-        --beats data/processed/beats.parquet --out metrics/record/cv_variants.json \\
+        --beats data/processed/beats_interpatient.parquet --out metrics/record/cv_variants.json \\
         --table plots/record/cv_variants/variants.csv --report reports/record_cv.md
 
 Every variant changes one thing of ``record.model`` (a feature group, the second lead, the class
