@@ -34,9 +34,15 @@ RAW = ROOT / "data" / "raw" / "mitdb"
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
-    """Resident and peak resident memory of a process, MiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    """Resident and peak resident memory of a process and its children (the strip workers), MiB."""
+    total, peak = 0.0, 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [pid, *map(int, children)]:
+        status = Path(f"/proc/{each}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        total += int(fields["VmRSS"].split()[0]) / 1024
+        peak += int(fields["VmHWM"].split()[0]) / 1024
+    return total, peak
 
 
 class Server:
@@ -83,22 +89,23 @@ def one_beat() -> bytes:
     return json.dumps({"beats": [{"samples": samples}]}).encode()
 
 
-async def _half_sent(port: int, n: int, hold: float) -> tuple[int, int, float]:
+async def _half_sent(port: int, n: int, hold: float) -> tuple[int, int, int, int, float]:
     """Open ``n`` connections that send part of their headers; how many the server closed, how many it
-    answered with 408/503, and the seconds until the last was closed."""
+    answered with 408/503, how many could not connect, and the seconds until the last was closed."""
     start = time.monotonic()
 
     async def one() -> tuple[bool, bytes, float]:
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
-            return False, b"", 0.0
+            return False, b"refused", 0.0
         writer.write(b"POST /v1/beats:classify HTTP/1.1\r\nhost: x\r\ncontent-ty")
         await writer.drain()
         try:
-            data = await asyncio.wait_for(reader.read(), timeout=hold)
-            closed = True
-        except (TimeoutError, ConnectionError):
+            data, closed = await asyncio.wait_for(reader.read(), timeout=hold), True
+        except ConnectionError:  # closed by the server with a reset: the request was never read whole
+            data, closed = b"reset", True
+        except TimeoutError:
             data, closed = b"", False
         writer.close()
         return closed, data, time.monotonic() - start
@@ -106,7 +113,9 @@ async def _half_sent(port: int, n: int, hold: float) -> tuple[int, int, float]:
     results = await asyncio.gather(*(one() for _ in range(n)))
     closed = sum(r[0] for r in results)
     answered = sum(r[1].startswith((b"HTTP/1.1 408", b"HTTP/1.1 503")) for r in results)
-    return closed, answered, max((r[2] for r in results if r[0]), default=float("nan"))
+    reset = sum(r[1] == b"reset" for r in results)
+    refused = sum(r[1] == b"refused" for r in results)
+    return closed, answered, reset, refused, max((r[2] for r in results if r[0]), default=float("nan"))
 
 
 def probe_half_sent(server: Server, n: int) -> str:
@@ -120,13 +129,14 @@ def probe_half_sent(server: Server, n: int) -> str:
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    closed, answered, last = asyncio.run(_half_sent(server.port, n, hold=60))
+    closed, answered, reset, refused, last = asyncio.run(_half_sent(server.port, n, hold=60))
     stop.set()
     watcher.join()
     finite = [h for h in health if h != float("inf")]
     return (
-        f"{n:,} half-sent requests | {closed:,} closed by the server ({answered:,} with 408/503), the last "
-        f"after {last:.1f} s; /health answered {len(finite)} of {len(health)} probes, "
+        f"{n:,} half-sent requests | {closed:,} closed by the server ({answered:,} with 408/503, {reset:,} reset), "
+        f"the last after {last:.1f} s; {refused:,} could not connect (the listen backlog), "
+        f"{n - closed - refused:,} still open after 60 s; /health answered {len(finite)} of {len(health)} probes, "
         f"p50 {statistics.median(finite):.1f} ms, max {max(finite):.0f} ms"
     )
 
@@ -161,13 +171,14 @@ def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> s
     rss1, peak = rss_mib(server.proc.pid)
     codes = {code: sum(r[0] == code for r in results) for code in sorted({r[0] for r in results})}
     errors = sorted({r[3] for r in results if r[0] not in (200, 503)})
+    retry_after = next((r[2] for r in results if r[0] == 503), "-")
     ok = [r[1] for r in results if r[0] == 200]
     refused = [r[1] for r in results if r[0] == 503]
     finite = [h for h in health if h != float("inf")]
     return (
         f"{concurrent} x {seconds / 60:g}-min strips at {fs:g} Hz ({len(body) / 1e6:.1f} MB each) | answers {codes}; "
         f"200s took {min(ok, default=0):.1f}-{max(ok, default=0):.1f} s; 503s in "
-        f"{max(refused, default=0) * 1000:.0f} ms at most (Retry-After {results[-1][2] or '-'}); /health p50 "
+        f"{max(refused, default=0) * 1000:.0f} ms at most (Retry-After {retry_after}); /health p50 "
         f"{statistics.median(finite):.0f} ms, max {max(finite):.0f} ms; RSS {rss0:.0f} MiB before, peak {peak:.0f}, "
         f"{rss1:.0f} after" + (f"; errors: {errors}" if errors else "")
     )
