@@ -527,6 +527,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="ecgbeats",
         version=ecgbeats.__version__,
         summary="Classifies single ECG heartbeats into the AAMI classes N, S, V, F, Q",
+        description=(
+            (
+                "Access control is off (`ECGBEATS_AUTH=off`): every endpoint is open. "
+                if settings.auth == "off"
+                else "Every endpoint but `/health`, `/ready` and the viewer needs `Authorization: Bearer <key>` "
+                "(401 without a known key, 403 with a key of the other scope). "
+            )
+            + "Limits (`GET /v1/model` → `limits`): request headers "
+            f"within {settings.header_timeout:g} s and the body within {settings.body_timeout:g} s, else 408; "
+            f"at most {settings.max_connections} open connections; strips ({settings.strip_workers} at once) and "
+            f"beat batches ({settings.beat_workers} at once) each queue at most {settings.max_queued} more, beyond "
+            f"which the answer is 503 with `Retry-After: {settings.retry_after}`."
+        ),
         lifespan=lifespan,
     )
     app.state.scorer = None
@@ -636,6 +649,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "strip_seconds": [settings.min_strip_seconds, settings.max_strip_seconds],
                 "max_abs_mv": settings.max_abs_mv,
                 "value_tolerance": VALUE_TOLERANCE,
+                # beyond these a client gets 408 or 503 with Retry-After (README, "Limits under load")
+                "header_timeout_s": settings.header_timeout,
+                "body_timeout_s": settings.body_timeout,
+                "max_connections": settings.max_connections,
+                "strip_workers": settings.strip_workers,
+                "beat_workers": settings.beat_workers,
+                "max_queued": settings.max_queued,
+                "retry_after_s": settings.retry_after,
             },
         }
 

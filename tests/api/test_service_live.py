@@ -43,6 +43,7 @@ def test_model_reports_version_provenance_and_metrics(http, scorer, bundle_dir):
     assert model["test"]["metrics"] == {"macro_f1": 0.42}
     assert [c["name"] for c in model["classes"]] == ["N", "S", "V", "F", "Q"]
     assert model["limits"]["max_batch_beats"] == 64
+    assert model["limits"]["header_timeout_s"] == 10 and model["limits"]["max_queued"] == 8
 
 
 def test_classify_beats_matches_the_bundle(http, scorer, fixture_beats):
