@@ -56,6 +56,7 @@ from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import annotated_beats
 from ecgbeats.io import atomic_path, write_csv
 from ecgbeats.modelling.bundle import BundleError, load_bundle
+from ecgbeats.serving import streaming
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
 from ecgbeats.serving.settings import SettingsError, load_settings
 from ecgbeats.serving.streaming import SEGMENT_S
@@ -413,7 +414,7 @@ def signal_frames(
 
     try:
         if whole or segment_s <= 0 or n <= round(segment_s * fs):  # one segment: the same beats, in one read
-            _, frame, _ = scorer.strip_beats(source.read(0, n), fs, segment_s=segment_s if segment_s > 0 else None)
+            _, frame, _ = streaming.strip_beats(scorer, source.read(0, n), fs, segment_s if segment_s > 0 else None)
             frame = tidy(frame)
             for start in range(0, max(len(frame), 1), chunk_size):
                 yield (

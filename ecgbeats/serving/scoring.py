@@ -242,9 +242,7 @@ class Scorer:
                 observe(table, proba)
         return Predictions(proba, self.class_names)
 
-    def strip_beats(
-        self, signal: np.ndarray, fs: float, *, segment_s: float | None = None
-    ) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
+    def strip_beats(self, signal: np.ndarray, fs: float) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
         """Detected R peaks, the beat table at them (the shared segmentation), and the strip's quality.
 
         ``signal`` is one lead, (samples,), or (samples, leads) with the record model's second lead.
@@ -255,14 +253,8 @@ class Scorer:
         as its training beats were). The table's ``unscored`` column names why a beat in an unusable
         stretch is not to be classified ("" for the others).
 
-        ``segment_s``: a signal longer than this is judged, detected and measured in segments of that
-        many seconds on a fixed grid (``ecgbeats.serving.streaming``), exactly as a recording streamed
-        in chunks is; None (the service's strips): in one piece.
+        In one piece; ``ecgbeats.serving.streaming.strip_beats`` cuts a long recording into segments.
         """
-        if segment_s is not None and len(signal) > round(segment_s * fs):
-            from ecgbeats.serving.streaming import segmented_strip_beats  # the streamed path, same steps
-
-            return segmented_strip_beats(self, signal, fs, segment_s)
         try:
             quality = assess(signal, fs, self.quality_config)
         except UnusableSignal as err:

@@ -19,7 +19,7 @@ steps of :meth:`ecgbeats.serving.scoring.Scorer.strip_beats`, on a context wider
 What is guaranteed: the beats, their features, classes and probabilities depend only on the signal,
 its rate and ``segment_s``, not on how the signal is read. :func:`segment_beats` takes the signal in
 chunks of any size (one sample to the whole recording) and yields the same segments bit for bit;
-``Scorer.strip_beats(signal, fs, segment_s=...)`` on the whole signal in memory is this same
+:func:`strip_beats` (``segment_s`` given) on the whole signal in memory is this same
 computation (``tests/api/test_batch_stream.py`` checks both on a fixture record). Memory is bounded
 by the segment and its contexts (about ``history + 2 * segment_s`` seconds of signal, plus the beats
 of one segment), not by the recording's length.
@@ -285,3 +285,13 @@ def segmented_strip_beats(
     )
     r_peaks = beats["r_peak"].to_numpy(dtype=np.int64) if scorer.record_config is not None else peaks
     return r_peaks, beats, quality
+
+
+def strip_beats(
+    scorer: scoring.Scorer, signal: np.ndarray, fs: float, segment_s: float | None
+) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
+    """``Scorer.strip_beats`` of a signal in memory; longer than ``segment_s`` seconds, in segments on the
+    fixed grid (as the same recording streamed is); ``segment_s=None``: in one piece, as the service."""
+    if segment_s is not None and len(signal) > round(segment_s * fs):
+        return segmented_strip_beats(scorer, signal, fs, segment_s)
+    return scorer.strip_beats(signal, fs)

@@ -12,7 +12,7 @@ import wfdb
 from ecgbeats.data.aami import CLASS_NAMES
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.modelling.bundle import load_bundle
-from ecgbeats.serving import batch
+from ecgbeats.serving import batch, streaming
 from ecgbeats.serving.scoring import Scorer
 from ecgbeats.serving.streaming import segment_beats
 from tests.api.test_record_model import record_bundle  # noqa: F401 (fixture: a record model on fixture records)
@@ -39,7 +39,7 @@ def reads(signal: np.ndarray, size: int):
 
 def test_streamed_segments_are_the_whole_signal_bit_for_bit(scorer, record):
     signal, fs = record.signal[:, :2], record.fs
-    peaks, whole, quality = scorer.strip_beats(signal, fs, segment_s=SEGMENT_S)
+    peaks, whole, quality = streaming.strip_beats(scorer, signal, fs, SEGMENT_S)
     expected = scorer.score_beats(whole.drop(columns="unscored")).probabilities
     assert len(whole) > 200 and np.all(np.diff(whole["r_peak"]) > 0)  # no beat twice at a segment edge
     assert quality.windows == 18  # the 10-s quality windows of 180 s, none counted twice
@@ -57,7 +57,7 @@ def test_unusable_stretches_stream_as_they_score_whole(scorer, record):
     """A lead off for 80 s: two segments' detection contexts are flat throughout, a third's partly."""
     signal, fs = record.signal[:, :2].copy(), record.fs
     signal[int(50 * fs) : int(130 * fs)] = 0.0
-    _, whole, quality = scorer.strip_beats(signal, fs, segment_s=SEGMENT_S)
+    _, whole, quality = streaming.strip_beats(scorer, signal, fs, SEGMENT_S)
     flat = [(seg.start / fs, seg.end / fs) for seg in quality.unusable if seg.reason == "flat"]
     assert flat[0] == (50.0, 60.0) and flat[-1] == (120.0, 130.0) and len(flat) == 8  # window by window
     scored = whole[whole["unscored"] == ""]
@@ -73,7 +73,7 @@ def test_segments_find_the_annotated_beats(scorer, record):
     from ecgbeats.data.aami import BEAT_SYMBOLS
 
     reference = record.ann_samples[np.isin(record.ann_symbols, list(BEAT_SYMBOLS))]
-    _, segmented, _ = scorer.strip_beats(record.signal[:, :2], record.fs, segment_s=60.0)
+    _, segmented, _ = streaming.strip_beats(scorer, record.signal[:, :2], record.fs, 60.0)
     _, one_piece, _ = scorer.strip_beats(record.signal[:, :2], record.fs)
     tolerance = int(0.15 * record.fs)
     seg = compare_annotations(reference, segmented["r_peak"].to_numpy(), tolerance)
