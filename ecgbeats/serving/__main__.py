@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        key_ring(settings)  # key files readable and well-formed
         verify_bundle(settings.model_dir, settings.model_digest)  # the pin before anything reads the model
+        key_ring(settings)  # key files readable and well-formed
     except (BundleError, SettingsError, KeyFileError) as err:
         print(f"ecgbeats: refusing to start: {err}", file=sys.stderr)
         return 2
