@@ -37,7 +37,8 @@ FROM python:${PYTHON} AS runtime
 # LightGBM needs the OpenMP runtime (already in the stand-in base; the official slim image lacks it)
 RUN (dpkg -s libgomp1 >/dev/null 2>&1 || (apt-get update \
         && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*)) \
-    && useradd --system --uid 10001 --no-create-home ecgbeats
+    && useradd --system --uid 10001 --no-create-home ecgbeats \
+    && install -d -o ecgbeats -g ecgbeats /var/cache/ecgbeats/numba
 COPY --from=build /opt/venv /opt/venv
 ARG MODEL=models/record
 ARG MODEL_VERSION=""
@@ -53,13 +54,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     WORKERS=1 \
-    KEEP_ALIVE_SECONDS=75
+    KEEP_ALIVE_SECONDS=75 \
+    NUMBA_CACHE_DIR=/var/cache/ecgbeats/numba
 LABEL org.opencontainers.image.title="ecgbeats" \
       org.opencontainers.image.description="AAMI heartbeat classification service (research use, not a medical device)" \
       ecgbeats.model.version="${MODEL_VERSION}" \
       ecgbeats.model.digest="${MODEL_DIGEST}"
 USER ecgbeats
 WORKDIR /app
+# the detector's and the record measurement's compiled kernels, cached in the image (numba recompiles
+# into the same writable directory on a host whose CPU differs), so the first strip does not wait
+RUN python -c "from ecgbeats.modelling.bundle import load_bundle; from ecgbeats.serving.scoring import Scorer; \
+Scorer(load_bundle('/app/model')).warm_up()"
 EXPOSE 8000
 # PORT and HOST: where the server listens (with host networking, the test picks a free loopback port)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

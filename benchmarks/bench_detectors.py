@@ -9,8 +9,11 @@ beat annotations within 150 ms (``ecgbeats.modelling.ec57.match_beats``, as the 
 Printed per detector and rate: gross QRS Se and +P over all records, the number of records where the
 detector failed (raised, or Se below 0.5), and samples per second of detection time.
 
-Detectors: wfdb's XQRS (the service's) and GQRS, NeuroKit2's default ``neurokit`` method (on its own
-cleaned signal, as its docs prescribe), and sleepecg's compiled detector.
+Detectors: wfdb's XQRS and GQRS, the service's compiled GQRS (``ecgbeats.processing.detection``: its
+R peaks, as the service uses them), NeuroKit2's default ``neurokit`` method (on its own cleaned signal,
+as its docs prescribe), and sleepecg's compiled detector. Where wfdb's GQRS ran too, the compiled one's
+own output (``detection.gqrs``, outside the timing) is compared with it sample for sample, and the
+number of identical record-rates is printed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ecgbeats.data.aami import BEAT_SYMBOLS
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.data.mitdb import verify_directory
 from ecgbeats.modelling.ec57 import match_beats
+from ecgbeats.processing import detection
 
 
 def xqrs(signal: np.ndarray, fs: float) -> np.ndarray:
@@ -58,9 +62,11 @@ def sleepecg_c(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(detect_heartbeats(signal, fs), dtype=np.int64)
 
 
+COMPILED = "GQRS compiled (ecgbeats)"
 DETECTORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "wfdb XQRS": xqrs,
     "wfdb GQRS": gqrs,
+    COMPILED: detection.detect_r_peaks,
     "NeuroKit2 (neurokit)": neurokit,
     "sleepecg (C)": sleepecg_c,
 }
@@ -87,17 +93,24 @@ def measure(raw: Path, records: list[str], rates: list[float], detectors: list[s
         for rate in rates:
             signal = resampled(rec.signal[:, 0], rec.fs, rate)
             ref = np.round(reference * rate / rec.fs).astype(np.int64)
+            wfdb_gqrs = None
             for name in detectors:
                 start = time.perf_counter()
                 try:
-                    peaks = np.unique(DETECTORS[name](signal, rate))
+                    found = DETECTORS[name](signal, rate)
                 except Exception:  # a detector that fails on a record is scored as finding nothing
-                    peaks = np.zeros(0, dtype=np.int64)
+                    found = np.zeros(0, dtype=np.int64)
+                peaks = np.unique(found)
                 seconds = time.perf_counter() - start
+                if name == "wfdb GQRS":
+                    wfdb_gqrs = found
+                identical = None
+                if name == COMPILED and wfdb_gqrs is not None:
+                    identical = bool(np.array_equal(detection.gqrs(signal, rate), wfdb_gqrs))
                 match = match_beats(ref, peaks, rate)
                 rows.append({"record": record, "rate": rate, "detector": name, "reference": len(ref),
                              "detected": len(peaks), "matched": len(match.reference), "seconds": seconds,
-                             "samples": len(signal)})  # fmt: skip
+                             "samples": len(signal), "identical_to_wfdb": identical})  # fmt: skip
         print(f"[{number}/{len(records)}] record {record} done", flush=True)
     return pd.DataFrame(rows)
 
@@ -114,6 +127,10 @@ def summary(rows: pd.DataFrame) -> str:
             f"| {name} | {rate:g} | {g['record'].nunique()} | {int(g['reference'].sum()):,} | {se:.4f} | {ppv:.4f} | "
             f"{int(g['failed'].sum())} | {g['samples'].sum() / g['seconds'].sum() / 1e6:.2f} |"
         )
+    compared = rows["identical_to_wfdb"].dropna() if "identical_to_wfdb" in rows else pd.Series(dtype=bool)
+    if len(compared):
+        same = int(compared.astype(bool).sum())
+        lines.append(f"\n{COMPILED}: output identical to wfdb's GQRS on {same} of {len(compared)} record-rates")
     return "\n".join(lines)
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 from scipy.ndimage import median_filter
 from scipy.signal import butter, sosfiltfilt
 from tqdm import tqdm
@@ -51,7 +51,6 @@ RECORD_GROUPS: dict[str, str] = {
     "template": "correlation, distance and QRS ratios against the patient's running dominant beat",
 }
 META_COLUMNS = ("record", "r_peak", "r_refined", "symbol", "label", "lead_a", "lead_b")  # not model inputs
-_CHUNK = 4096  # beats per block of the running template (bounds memory on a 24-hour recording)
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,17 @@ def condition(signal: np.ndarray, config: RecordBeatConfig) -> np.ndarray:
     leaves the isoelectric line at 0 mV, so a wave's amplitude is its height above it.
     """
     first, second = (max(1, round(seconds * config.fs)) | 1 for seconds in config.baseline_s)  # odd widths
-    baseline = median_filter(median_filter(signal, size=(first, 1), mode="nearest"), size=(second, 1), mode="nearest")
+    # one column at a time: scipy's 1-D median filter is some 20 times faster than its n-D one, same values
+    baseline = (
+        np.column_stack(
+            [
+                median_filter(median_filter(column, size=first, mode="nearest"), size=second, mode="nearest")
+                for column in signal.T
+            ]
+        )
+        if signal.shape[1]
+        else signal.copy()
+    )
     flat = signal - baseline
     sos = butter(2, config.lowpass_hz, btype="lowpass", fs=config.fs, output="sos")
     if len(flat) <= 3 * 2 * len(sos):  # sosfiltfilt's padding needs a few samples; shorter: no smoothing
@@ -185,22 +194,47 @@ def rhythm_features(peaks: np.ndarray, config: RecordBeatConfig) -> dict[str, np
     return out
 
 
+@njit(cache=True)
+def _running_median_columns(values: np.ndarray, beats: int) -> np.ndarray:  # pragma: no cover (compiled)
+    """Per row i and column, ``np.median`` of rows [i - beats, i): a sorted window, one row in and one
+    out per step. NaN where the window holds a NaN (as ``np.median``) and in row 0."""
+    n, k = values.shape
+    out = np.full((n, k), np.nan)
+    window = np.empty(beats + 1)  # a row goes in before the oldest goes out
+    for c in range(k):
+        size = 0
+        nans = 0
+        for i in range(1, n):
+            new = values[i - 1, c]
+            if np.isnan(new):
+                nans += 1
+            else:
+                at = np.searchsorted(window[:size], new)
+                window[at + 1 : size + 1] = window[at:size].copy()
+                window[at] = new
+                size += 1
+            if i - 1 - beats >= 0:
+                old = values[i - 1 - beats, c]
+                if np.isnan(old):
+                    nans -= 1
+                else:
+                    at = np.searchsorted(window[:size], old)
+                    window[at : size - 1] = window[at + 1 : size].copy()
+                    size -= 1
+            if nans == 0 and size > 0:
+                half = size // 2
+                out[i, c] = window[half] if size % 2 else (window[half - 1] + window[half]) / 2
+    return out
+
+
 def _running_median(values: np.ndarray, beats: int) -> np.ndarray:
     """Per row i, the median over rows [i - beats, i) (the preceding ones only); NaN for row 0.
 
-    ``values`` is (n, ...); computed in blocks so a day-long recording keeps memory flat.
+    ``values`` is (n, ...); the same numbers as ``np.median`` over each window, in one pass per column
+    (a 30-minute record's template took a third of its scoring time as sliding-window medians).
     """
-    n = len(values)
-    out = np.full(values.shape, np.nan)
-    for i in range(1, min(beats, n)):  # the first beats: whatever precedes them
-        out[i] = np.median(values[:i], axis=0)
-    if n > beats:
-        for start in range(beats, n, _CHUNK):
-            stop = min(n, start + _CHUNK)
-            # windows over rows [i - beats, i) for i in [start, stop)
-            view = sliding_window_view(values[start - beats : stop - 1], beats, axis=0)
-            out[start:stop] = np.median(view, axis=-1)
-    return out
+    flat = np.ascontiguousarray(values, dtype=np.float64).reshape(len(values), int(np.prod(values.shape[1:])))
+    return _running_median_columns(flat, beats).reshape(values.shape)
 
 
 def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import signal as sps
-from scipy.stats import kurtosis
 
 REASONS = ("flat", "saturated", "noise", "spike")
 
@@ -137,20 +136,55 @@ def _spans(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def window_reason(raw: np.ndarray, filtered: np.ndarray, fs: float, config: QualityConfig) -> str:
-    """Why one window is unusable ("" if it is usable)."""
-    low, high = np.percentile(filtered, [1, 99])
-    if high - low < config.flat_range_mv:
-        return "flat"
-    at_rail = max(np.mean(raw == raw.max()), np.mean(raw == raw.min()))
-    if at_rail > config.saturated_share:
-        return "saturated"
+def _kurtosis(x: np.ndarray) -> np.ndarray:
+    """Pearson's kurtosis of each row (3 for Gaussian noise), as ``scipy.stats.kurtosis(x, axis=-1,
+    fisher=False)``; NaN for a constant row. Without scipy's per-call argument handling."""
+    d = x - x.mean(axis=-1, keepdims=True)
+    d2 = d * d
+    m2 = d2.mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(m2 > 0, (d2 * d2).mean(axis=-1) / (m2 * m2), np.nan)
+
+
+def _psqi(raw: np.ndarray, fs: float) -> float:
+    """The 5-15 Hz share of the 5-40 Hz power of one window (Welch, 2-s segments)."""
     freqs, power = sps.welch(raw, fs=fs, nperseg=min(len(raw), int(2 * fs)))
     band = power[(freqs >= 5) & (freqs <= 40)].sum()
-    psqi = power[(freqs >= 5) & (freqs <= 15)].sum() / band if band > 0 else 0.0
-    if kurtosis(filtered, fisher=False) < config.noise_kurtosis and psqi < config.noise_psqi:
-        return "noise"
-    return ""
+    return float(power[(freqs >= 5) & (freqs <= 15)].sum() / band) if band > 0 else 0.0
+
+
+def window_reasons(
+    raw: np.ndarray, filtered: np.ndarray, bounds: list[tuple[int, int]], fs: float, config: QualityConfig
+) -> list[str]:
+    """Why each window ``[start, end)`` of ``bounds`` is unusable ("" if it is usable).
+
+    Windows of one length are judged together, as rows of one array; the spectrum (pSQI) is computed
+    only for a window whose kurtosis is already low, since noise needs both.
+    """
+    verdicts = [""] * len(bounds)
+    lengths = np.array([end - start for start, end in bounds])
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        starts = np.array([bounds[i][0] for i in rows])
+        if np.array_equal(starts, starts[0] + length * np.arange(len(rows))):  # back to back: views, no copy
+            span = slice(starts[0], starts[0] + length * len(rows))
+            x, f = raw[span].reshape(len(rows), length), filtered[span].reshape(len(rows), length)
+        else:
+            index = starts[:, None] + np.arange(length)[None, :]
+            x, f = raw[index], filtered[index]
+        low, high = np.percentile(f, [1, 99], axis=1)
+        at_rail = np.maximum(
+            (x == x.max(axis=1, keepdims=True)).mean(axis=1), (x == x.min(axis=1, keepdims=True)).mean(axis=1)
+        )
+        peaked = ~(_kurtosis(f) < config.noise_kurtosis)
+        for row, i in enumerate(rows):
+            if high[row] - low[row] < config.flat_range_mv:
+                verdicts[i] = "flat"
+            elif at_rail[row] > config.saturated_share:
+                verdicts[i] = "saturated"
+            elif not peaked[row] and _psqi(x[row], fs) < config.noise_psqi:
+                verdicts[i] = "noise"
+    return verdicts
 
 
 def assess(strip: np.ndarray, fs: float, config: QualityConfig | None = None) -> StripQuality:
@@ -184,7 +218,7 @@ def assess(strip: np.ndarray, fs: float, config: QualityConfig | None = None) ->
     if len(starts) > 1 and n - starts[-1] < size // 2:
         starts.pop()  # a short tail joins the window before it
     bounds = [(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
-    verdicts = [window_reason(first[s:e], filtered[s:e], fs, config) for s, e in bounds]
+    verdicts = window_reasons(first, filtered, bounds, fs, config)
     unusable.extend(Segment(s, e, v) for (s, e), v in zip(bounds, verdicts, strict=True) if v)
     if all(verdicts):
         counts = {reason: verdicts.count(reason) for reason in dict.fromkeys(verdicts)}

@@ -1,10 +1,11 @@
 """The one code path from beats, or from a raw ECG strip, to class predictions.
 
 Both the HTTP service and the batch CLI call :class:`Scorer`; neither builds features or calls the
-booster itself. R peaks of a strip are found by wfdb's XQRS detector. A beat-row bundle then cuts the
-strip by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest`` uses), with RR intervals from
-``ecgbeats.data.beats.rr_intervals``; a record bundle measures every beat on the strip by
-``ecgbeats.features.record.record_features`` (the function its training beats were measured with).
+booster itself. R peaks of a strip are found by the GQRS detector (``ecgbeats.processing.detection``).
+A beat-row bundle then cuts the strip by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest``
+uses), with RR intervals from ``ecgbeats.data.beats.rr_intervals``; a record bundle measures every
+beat on the strip by ``ecgbeats.features.record.record_features`` (the function its training beats
+were measured with).
 
 The value rules of a beat row (the API's request models, the batch and drift CLIs and the Kaggle-CSV
 reader of ingest) are ``ecgbeats.data.rules``.
@@ -25,8 +26,10 @@ from ecgbeats.data.beats import BEAT_SAMPLES, cut_beats, rr_intervals
 from ecgbeats.data.dataset import SAMPLE_COLUMNS, padded_length
 from ecgbeats.data.rules import MAX_LENGTH, MAX_RR_SECONDS, MIN_BEAT_RANGE, VALUE_TOLERANCE, row_problems
 from ecgbeats.features.groups import RR_COLUMNS
-from ecgbeats.features.record import record_features
+from ecgbeats.features.record import feature_columns, record_features
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
+from ecgbeats.processing import detection
+from ecgbeats.processing.detection import DetectionError
 from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSignal, assess
 from ecgbeats.serving.beat_arrays import array_features
 
@@ -151,22 +154,12 @@ class StripResult:
 
 
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
-    """R peaks of a single-lead strip (in millivolts) by wfdb's XQRS detector, sorted and unique.
-
-    On the fixture excerpts XQRS's indices sit on the annotated R peaks (median offset 0 samples
-    in 4 of 6 records); ``wfdb.processing.correct_peaks`` moved them further away, so it is not used.
-    """
-    from wfdb.processing import XQRS  # imported here: wfdb pulls in a lot, the beats path does not need it
-
-    signal = np.asarray(signal, dtype=np.float64)
+    """R peaks of a single-lead strip (in millivolts): ``ecgbeats.processing.detection.detect_r_peaks``
+    (GQRS), with its refusals as the strip's fault."""
     try:
-        detector = XQRS(sig=signal, fs=fs)
-        detector.detect(verbose=False)
-    except Exception as err:  # XQRS fails in its own ways on degenerate strips; that is the input's fault
-        log.warning("XQRS failed on a %d-sample strip at %g Hz", len(signal), fs, exc_info=True)
+        return detection.detect_r_peaks(signal, fs)
+    except DetectionError as err:
         raise ScoringError("signal", f"R-peak detection failed on this strip: {err}") from err
-    peaks = np.unique(np.asarray(detector.qrs_inds, dtype=np.int64))
-    return peaks[(peaks >= 0) & (peaks < len(signal))]
 
 
 class Scorer:
@@ -200,6 +193,12 @@ class Scorer:
             if self.representation == "beat" and not bundle.meta["features"].get("tsfresh")
             else None
         )
+
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) the strip path's kernels now, not on the first strip."""
+        detection.detect_r_peaks(np.sin(np.linspace(0, 60 * np.pi, 3600)), 360.0)
+        if self.record_config is not None:
+            feature_columns(self.record_config)
 
     @property
     def class_names(self) -> list[str]:

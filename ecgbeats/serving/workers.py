@@ -1,7 +1,7 @@
 """Strips are scored in worker processes, so a long strip never holds the service's interpreter.
 
-Scoring a 30-minute strip is seconds of Python (the XQRS detector is pure Python): in a thread it
-holds the GIL, and one-beat requests, ``/health`` and the event loop wait for it. Each worker process
+Scoring a 30-minute strip takes a fraction of a second to seconds of CPU, much of it Python: in a
+thread it holds the GIL, and one-beat requests, ``/health`` and the event loop wait for it. Each worker process
 loads the same verified bundle once (the pin checked again) and runs ``Scorer.score_strip``; the
 parent gets the result and the features the model saw, and feeds its own observers (prediction
 counters, drift), so monitoring sees every beat as before.
@@ -35,6 +35,7 @@ class ScoredStrip:
 def _start(model_dir: Path, digest: str | None, version: str | None, threads: int | None) -> None:
     global _scorer
     _scorer = Scorer(load_bundle(model_dir, digest), version=version, num_threads=threads)
+    _scorer.warm_up()
 
 
 def _score(leads: np.ndarray, fs: float) -> ScoredStrip:
