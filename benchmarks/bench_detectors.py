@@ -9,11 +9,14 @@ beat annotations within 150 ms (``ecgbeats.modelling.ec57.match_beats``, as the 
 Printed per detector and rate: gross QRS Se and +P over all records, the number of records where the
 detector failed (raised, or Se below 0.5), and samples per second of detection time.
 
-Detectors: wfdb's XQRS and GQRS, the service's compiled GQRS (``ecgbeats.processing.detection``: its
-R peaks, as the service uses them), NeuroKit2's default ``neurokit`` method (on its own cleaned signal,
-as its docs prescribe), and sleepecg's compiled detector. Where wfdb's GQRS ran too, the compiled one's
-own output (``detection.gqrs``, outside the timing) is compared with it sample for sample, and the
-number of identical record-rates is printed.
+Detectors: wfdb's XQRS and GQRS as wfdb ships them; the service's XQRS
+(``ecgbeats.processing.detection``: wfdb's XQRS with its local-peak search compiled); GQRS compiled
+by numba (``benchmarks/gqrs_compiled.py``, its R peaks at the matched filter's peak); NeuroKit2's
+default ``neurokit`` method (on its own cleaned signal, as its docs prescribe); and sleepecg's
+compiled detector. Each compiled one is compared with wfdb's own where both ran on a record and rate
+(outside the timing): the number of record-rates with the same output, sample for sample, is printed.
+A second table gives each detector's errors at 360 Hz on DS1 (the training patients, where a choice
+may be made) and DS2 (the holdout) apart.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy.signal import resample_poly
 
-from ecgbeats.data.aami import BEAT_SYMBOLS
+from benchmarks import gqrs_compiled
+from ecgbeats.data.aami import BEAT_SYMBOLS, DS1, DS2
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.data.mitdb import verify_directory
 from ecgbeats.modelling.ec57 import match_beats
@@ -36,8 +40,10 @@ from ecgbeats.processing import detection
 
 
 def xqrs(signal: np.ndarray, fs: float) -> np.ndarray:
-    from wfdb.processing import XQRS
+    from wfdb.processing import XQRS, qrs
+    from wfdb.processing.peaks import find_local_peaks
 
+    qrs.find_local_peaks = find_local_peaks  # wfdb's own search (the service's detector swaps it)
     detector = XQRS(sig=signal, fs=fs)
     detector.detect(verbose=False)
     return np.asarray(detector.qrs_inds, dtype=np.int64)
@@ -62,13 +68,27 @@ def sleepecg_c(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(detect_heartbeats(signal, fs), dtype=np.int64)
 
 
-COMPILED = "GQRS compiled (ecgbeats)"
+SERVICE = "XQRS, compiled peak search (the service's)"
+GQRS_COMPILED = "GQRS compiled (numba)"
 DETECTORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "wfdb XQRS": xqrs,
+    SERVICE: detection.detect_r_peaks,
     "wfdb GQRS": gqrs,
-    COMPILED: detection.detect_r_peaks,
+    GQRS_COMPILED: gqrs_compiled.detect_r_peaks,
     "NeuroKit2 (neurokit)": neurokit,
     "sleepecg (C)": sleepecg_c,
+}
+
+
+def _in_range(peaks: np.ndarray, n: int) -> np.ndarray:
+    peaks = np.unique(peaks)
+    return peaks[(peaks >= 0) & (peaks < n)]
+
+
+# a compiled detector, the wfdb one it must equal, and the outputs to compare (signal, rate, its, wfdb's)
+SAME_AS: dict[str, tuple[str, Callable[[np.ndarray, float, np.ndarray, np.ndarray], bool]]] = {
+    SERVICE: ("wfdb XQRS", lambda x, fs, ours, wfdb: np.array_equal(ours, _in_range(wfdb, len(x)))),
+    GQRS_COMPILED: ("wfdb GQRS", lambda x, fs, ours, wfdb: np.array_equal(gqrs_compiled.gqrs(x, fs), wfdb)),
 }
 FAILED_SE = 0.5  # a record where a detector finds fewer than half of the beats counts as a failure
 
@@ -93,7 +113,7 @@ def measure(raw: Path, records: list[str], rates: list[float], detectors: list[s
         for rate in rates:
             signal = resampled(rec.signal[:, 0], rec.fs, rate)
             ref = np.round(reference * rate / rec.fs).astype(np.int64)
-            wfdb_gqrs = None
+            outputs: dict[str, np.ndarray] = {}
             for name in detectors:
                 start = time.perf_counter()
                 try:
@@ -102,15 +122,15 @@ def measure(raw: Path, records: list[str], rates: list[float], detectors: list[s
                     found = np.zeros(0, dtype=np.int64)
                 peaks = np.unique(found)
                 seconds = time.perf_counter() - start
-                if name == "wfdb GQRS":
-                    wfdb_gqrs = found
-                identical = None
-                if name == COMPILED and wfdb_gqrs is not None:
-                    identical = bool(np.array_equal(detection.gqrs(signal, rate), wfdb_gqrs))
+                outputs[name] = found
                 match = match_beats(ref, peaks, rate)
                 rows.append({"record": record, "rate": rate, "detector": name, "reference": len(ref),
                              "detected": len(peaks), "matched": len(match.reference), "seconds": seconds,
-                             "samples": len(signal), "identical_to_wfdb": identical})  # fmt: skip
+                             "samples": len(signal), "identical_to_wfdb": None})  # fmt: skip
+            for row in rows[-len(detectors) :]:
+                if row["detector"] in SAME_AS and SAME_AS[row["detector"]][0] in outputs:
+                    wfdb_name, same = SAME_AS[row["detector"]]
+                    row["identical_to_wfdb"] = bool(same(signal, rate, outputs[row["detector"]], outputs[wfdb_name]))
         print(f"[{number}/{len(records)}] record {record} done", flush=True)
     return pd.DataFrame(rows)
 
@@ -127,10 +147,30 @@ def summary(rows: pd.DataFrame) -> str:
             f"| {name} | {rate:g} | {g['record'].nunique()} | {int(g['reference'].sum()):,} | {se:.4f} | {ppv:.4f} | "
             f"{int(g['failed'].sum())} | {g['samples'].sum() / g['seconds'].sum() / 1e6:.2f} |"
         )
-    compared = rows["identical_to_wfdb"].dropna() if "identical_to_wfdb" in rows else pd.Series(dtype=bool)
-    if len(compared):
-        same = int(compared.astype(bool).sum())
-        lines.append(f"\n{COMPILED}: output identical to wfdb's GQRS on {same} of {len(compared)} record-rates")
+    if "identical_to_wfdb" in rows:
+        for name, (wfdb_name, _) in SAME_AS.items():
+            compared = rows.loc[rows["detector"] == name, "identical_to_wfdb"].dropna()
+            if len(compared):
+                same = int(compared.astype(bool).sum())
+                lines.append(f"\n{name}: the same beats as {wfdb_name} on {same} of {len(compared)} record-rates")
+    at_360 = rows[rows["rate"] == 360]
+    if len(at_360):
+        lines += [
+            "",
+            "At 360 Hz, by set (DS1: the training patients; DS2: the holdout):",
+            "",
+            "| set | detector | records | QRS Se | QRS +P | missed | extra | errors |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for set_name, records in (("DS1", DS1), ("DS2", DS2)):
+            part = at_360[at_360["record"].isin(records)]
+            for name, g in part.groupby("detector", sort=True):
+                matched, reference, detected = g["matched"].sum(), g["reference"].sum(), g["detected"].sum()
+                lines.append(
+                    f"| {set_name} | {name} | {g['record'].nunique()} | {matched / reference:.4f} | "
+                    f"{matched / max(detected, 1):.4f} | {reference - matched:,} | {detected - matched:,} | "
+                    f"{reference - matched + detected - matched:,} |"
+                )
     return "\n".join(lines)
 
 

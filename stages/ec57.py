@@ -1,6 +1,6 @@
 """Stage ec57: the record model as a whole analyser on the DS2 patients' raw records.
 
-Each whole record goes through the service's own strip path (``Scorer.score_strip``: GQRS detection,
+Each whole record goes through the service's own strip path (``Scorer.score_strip``: XQRS detection,
 the record measurement, the model); each detected beat is matched to a reference beat within 150 ms
 (``ecgbeats.modelling.ec57``). QRS detection and class figures, gross and per record.
 """

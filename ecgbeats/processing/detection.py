@@ -1,17 +1,17 @@
-"""R peaks of a single-lead ECG: the GQRS detector of the WFDB software package, compiled.
+"""R peaks of a single-lead ECG: wfdb's XQRS detector, with its local-peak search compiled.
 
-``make bench-detectors`` compared wfdb's XQRS and GQRS, NeuroKit2 and sleepecg on the 48 MIT-BIH
-records at 250, 360, 500 and 1,000 Hz (``reports/deployment.md``, "QRS detectors compared"): GQRS
-found the most beats at every rate (Se 0.9986-0.9987) and never failed, where XQRS broke at 1,000 Hz.
-wfdb ships GQRS as pure Python, a sample at a time (about 0.35 million samples/s, 2 s for a 30-minute
-record). :func:`gqrs` is the same algorithm, statement for statement, compiled by numba: it gives
-wfdb's ``gqrs_detect`` output sample for sample (``tests/unit/test_detection.py`` and the benchmark
-check it) at tens of millions of samples per second.
+XQRS spends about 95 % of its time in ``wfdb.processing.peaks.find_local_peaks``, a Python loop that
+takes the maximum of a window around almost every sample (1.8 of 1.9 s on a 30-minute record). Its
+QRS logic runs once per candidate peak and is cheap. :func:`find_local_peaks` gives the same peaks
+(``tests/unit/test_detection.py``): the scan, which skips ``radius`` samples after each peak, is
+compiled and keeps its window's maximum in a monotonic queue (one pass, not a window per sample).
+:func:`detect_r_peaks` runs XQRS with it: the R peaks are XQRS's, sample for sample, some 30 times
+sooner (``make bench-strip``).
 
-What wfdb's port does, and this one therefore does too: its learning pass stops at once (the first
-sample is flagged invalid), so detection starts from the configured thresholds; the ring buffers of
-the smoothed and filtered signals wrap at 32,768 samples; the last beats are marked at their peak,
-the others ``2 * dt`` before it.
+Why XQRS and not a faster detector: ``make bench-detectors`` compares XQRS, GQRS (also compiled, in
+``benchmarks/gqrs_compiled.py``), NeuroKit2 and sleepecg (``reports/deployment.md``, "QRS detectors
+compared"). GQRS finds more beats, but through the service's strip path on the DS2 records its QRS +P
+fell below the 0.997 floor of ``gate.yaml``.
 """
 
 from __future__ import annotations
@@ -19,273 +19,73 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-NPEAKS = 64  # peaks buffered (the ring of candidate peaks)
-BUFLN = 32768  # ring buffer length of the smoothed and filtered signals (a power of 2)
-_MASK = BUFLN - 1
-
 
 @njit(cache=True)
-def _at(x: np.ndarray, t: int) -> int:
-    if t < 0:
-        return x[0]
-    if t > len(x) - 1:
-        return x[len(x) - 1]
-    return x[t]
-
-
-@njit(cache=True)
-def _peaktype(i: int, ptime: np.ndarray, pamp: np.ndarray, ptype: np.ndarray, rrmin: int) -> int:
-    """1 if peak ``i`` is the most prominent in its neighbourhood (``rrmin`` either way), else 2."""
-    if ptype[i]:
-        return ptype[i]
-    a = pamp[i]
-    t0 = ptime[i] - rrmin
-    t1 = ptime[i] + rrmin
-    if t0 < 0:
-        t0 = 0
-    pp = (i - 1) & (NPEAKS - 1)
-    while t0 < ptime[pp] and ptime[pp] < ptime[(pp + 1) & (NPEAKS - 1)]:
-        if pamp[pp] == 0:
-            break
-        if a < pamp[pp] and _peaktype(pp, ptime, pamp, ptype, rrmin) == 1:
-            ptype[i] = 2
-            return 2
-        pp = (pp - 1) & (NPEAKS - 1)
-    pp = (i + 1) & (NPEAKS - 1)
-    while ptime[pp] < t1 and ptime[pp] > ptime[(pp - 1) & (NPEAKS - 1)]:
-        if pamp[pp] == 0:
-            break
-        if a < pamp[pp] and _peaktype(pp, ptime, pamp, ptype, rrmin) == 1:
-            ptype[i] = 2
-            return 2
-        pp = (pp + 1) & (NPEAKS - 1)
-    ptype[i] = 1
-    return 1
-
-
-@njit(cache=True)
-def _run(x: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: C901 (one state machine, kept as wfdb has it)
-    """wfdb's ``GQRS.gqrs`` in its RUNNING state over the digital signal ``x``: each beat's annotation time
-    (wfdb's output) and the peak of its matched-filter output (where the QRS is)."""
-    sps, rrmean, rrdev, rrmin, rrmax, rrinc = conf[0], conf[1], conf[2], conf[3], conf[4], conf[5]
-    dt, rtmin, rtmean, rtmax, pthr, qthr = conf[6], conf[7], conf[8], conf[9], conf[10], conf[11]
-    pthmin, qthmin, adc_zero = conf[12], conf[13], conf[14]
-    dt2, dt3, dt4 = 2 * dt, 3 * dt, 4 * dt
-    smdt = dt
-    v1norm = smdt * dt * 64
-    smt = 0
-    smt0 = smdt
-    tf = len(x) - 1
-
-    smv = np.zeros(BUFLN, dtype=np.int64)
-    qfv = np.zeros(BUFLN, dtype=np.int64)
-    ptime = np.zeros(NPEAKS, dtype=np.int64)
-    pamp = np.zeros(NPEAKS, dtype=np.int64)
-    ptype = np.zeros(NPEAKS, dtype=np.int64)
-    current = 0
-    # every beat is a distinct peak of the filter output, and peaks are at least 2 samples apart; a fixed
-    # capacity (never grown) keeps numba's loop free of array reallocation, which made it 8 times slower
-    beats = np.empty((len(x) + sps + dt4) // 2 + 64, dtype=np.int64)  # wfdb's annotation times
-    peaks = np.empty_like(beats)  # the filtered signal's peak of each beat
-    n_beats = 0
-
-    v1 = 0
-    annot_time = 0
-    last_peak = 0
-    last_qrs = 0
-    r = -1  # the last QRS's peak (none yet)
-    # the learning pass ends at t = sps + 1 - dt4 and leaves the sample there flagged valid or not
-    valid = sps + 1 - dt4 <= tf
-    running = True  # False once past the signal's end (wfdb's CLEANUP state: no more beats are put)
-    countdown = -1
-    t = -dt4
-    while t <= tf + sps:
-        if countdown < 0:
-            if valid:
-                # qf(): the QRS matched filter at t, after smoothing up to t + dt4 (sm())
-                at_t = t + dt4
-                while at_t > smt:
-                    smt += 1
-                    if smt > smt0:
-                        smv[smt & _MASK] = (
-                            smv[(smt - 1) & _MASK]
-                            + _at(x, smt + smdt)
-                            + _at(x, smt + smdt - 1)
-                            - _at(x, smt - smdt)
-                            - _at(x, smt - smdt - 1)
-                        )
-                        valid = smt - smdt - 1 <= tf  # the last sample read decides, as wfdb's at() does
-                    else:
-                        v = _at(x, smt)
-                        valid = smt <= tf
-                        for j in range(1, smdt):
-                            v += _at(x, smt + j) + _at(x, smt - j)
-                            smv[smt & _MASK] = (
-                                (v << 1) + _at(x, smt + j + 1) + _at(x, smt - j - 1) - adc_zero * (smdt << 2)
-                            )
-                            valid = smt - j - 1 <= tf
-                dv2 = smv[at_t & _MASK] - smv[(t - dt4) & _MASK]
-                dv1 = smv[(t + dt) & _MASK] - smv[(t - dt) & _MASK]
-                dv = dv1 << 1
-                dv -= smv[(t + dt2) & _MASK] - smv[(t - dt2) & _MASK]
-                dv = dv << 1
-                dv += dv1
-                dv -= smv[(t + dt3) & _MASK] - smv[(t - dt3) & _MASK]
-                dv = dv << 1
-                dv += dv2
-                v1 += dv
-                v0 = int(v1 / v1norm)
-                qfv[t & _MASK] = v0 * v0
-            else:
-                countdown = sps
-                running = False
+def _scan(sig: np.ndarray, radius: int) -> np.ndarray:  # pragma: no cover (compiled)
+    """wfdb's scan: from sample 0, a sample equal to the maximum of ``sig[i - radius : i + radius]`` is a
+    peak and the scan jumps ``radius`` samples past it; any other sample moves the scan on by one. The
+    window maximum comes from a monotonic queue of candidate indices, as both window ends only advance."""
+    n = len(sig)
+    out = np.empty(n // radius + 1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)  # indices of decreasing values: the front is the window's maximum
+    head = 0
+    tail = 0
+    pushed = 0
+    k = 0
+    i = 0
+    while i < n:
+        hi = min(i + radius, n)
+        while pushed < hi:
+            while tail > head and sig[queue[tail - 1]] <= sig[pushed]:
+                tail -= 1
+            queue[tail] = pushed
+            tail += 1
+            pushed += 1
+        while queue[head] < i - radius:
+            head += 1
+        if sig[i] == sig[queue[head]]:
+            out[k] = i
+            k += 1
+            i += radius
         else:
-            countdown -= 1
-            if countdown < 0:
-                break
-
-        q0 = qfv[t & _MASK]
-        q1 = qfv[(t - 1) & _MASK]
-        q2 = qfv[(t - 2) & _MASK]
-        if q1 > pthr and q2 < q1 and q1 >= q0 and t > dt4:
-            # add_peak(t - 1, q1, 0)
-            current = (current + 1) & (NPEAKS - 1)
-            ptime[current] = t - 1
-            pamp[current] = q1
-            ptype[current] = 0
-            pamp[(current + 1) & (NPEAKS - 1)] = 0
-            last_peak = t - 1
-            p = (current + 1) & (NPEAKS - 1)
-            while ptime[p] < t - rtmax:
-                if ptime[p] >= annot_time + rrmin and _peaktype(p, ptime, pamp, ptype, rrmin) == 1:
-                    if pamp[p] > qthr:
-                        rr = ptime[p] - annot_time
-                        # find_missing(r, p): the primary peak between them closest to the mean RR
-                        q = -1
-                        if r >= 0:
-                            minrrerr = ptime[p] - ptime[r]
-                            s = (r + 1) & (NPEAKS - 1)
-                            while ptime[s] < ptime[p]:
-                                if _peaktype(s, ptime, pamp, ptype, rrmin) == 1:
-                                    rrerr = abs(ptime[s] - ptime[r] - rrmean)
-                                    if rrerr < minrrerr:
-                                        minrrerr = rrerr
-                                        q = s
-                                s = (s + 1) & (NPEAKS - 1)
-                        if rr > rrmean + 2 * rrdev and rr > 2 * (rrmean - rrdev) and q >= 0:
-                            p = q
-                            rr = ptime[p] - annot_time
-                        rrd = abs(rr - rrmean)
-                        rrdev += (rrd - rrdev) >> 3
-                        if rrd > rrinc:
-                            rrd = rrinc
-                        if rr > rrmean:
-                            rrmean += rrd
-                        else:
-                            rrmean -= rrd
-                        if pamp[p] > qthr * 4:
-                            qthr += 1
-                        elif pamp[p] < qthr:
-                            qthr -= 1
-                        if qthr > pthr * 20:
-                            qthr = pthr * 20
-                        last_qrs = ptime[p]
-                        if running:
-                            if n_beats == len(beats):
-                                raise RuntimeError("GQRS: more beats than peaks")
-                            beats[n_beats] = ptime[p] - dt2
-                            peaks[n_beats] = ptime[p]
-                            n_beats += 1
-                            annot_time = ptime[p]
-                        # this beat's T wave: the later peak whose RT interval is closest to the mean
-                        tw = -1
-                        rtdmin = rtmean
-                        q = (p + 1) & (NPEAKS - 1)
-                        while ptime[q] > annot_time:
-                            rt = ptime[q] - annot_time - dt2
-                            if rt < rtmin:
-                                q = (q + 1) & (NPEAKS - 1)
-                                continue
-                            if rt > rtmax:
-                                break
-                            rtd = abs(rt - rtmean)
-                            if rtd < rtdmin:
-                                rtdmin = rtd
-                                tw = q
-                            q = (q + 1) & (NPEAKS - 1)
-                        if tw >= 0:
-                            rt = ptime[tw] - dt2 - annot_time
-                            rtmean += (rt - rtmean) >> 4
-                            if rtmean > rtmax:
-                                rtmean = rtmax
-                            elif rtmean < rtmin:
-                                rtmean = rrmin  # sic: wfdb's (and the C original's) reset
-                            ptype[tw] = 2  # a T wave is a secondary peak
-                        r = p
-                    elif t - last_qrs > rrmax and qthr > qthmin:
-                        qthr -= qthr >> 4
-                p = (p + 1) & (NPEAKS - 1)
-        elif t - last_peak > rrmax and pthr > pthmin:
-            pthr -= pthr >> 4
-        t += 1
-
-    # the last beat or two, marked at their peak
-    p = (current + 1) & (NPEAKS - 1)
-    while ptime[p] < ptime[(p + 1) & (NPEAKS - 1)]:
-        if ptime[p] >= annot_time + rrmin and ptime[p] < tf and _peaktype(p, ptime, pamp, ptype, rrmin) == 1:
-            annot_time = ptime[p]
-            if n_beats == len(beats):
-                raise RuntimeError("GQRS: more beats than peaks")
-            beats[n_beats] = annot_time
-            peaks[n_beats] = annot_time
-            n_beats += 1
-        p = (p + 1) & (NPEAKS - 1)
-    return beats[:n_beats].copy(), peaks[:n_beats].copy()
+            i += 1
+    return out[:k]
 
 
-class DetectionError(ValueError):
-    """The detector cannot run on this signal (too short, or not finite)."""
+def find_local_peaks(sig: np.ndarray, radius: int) -> np.ndarray:
+    """``wfdb.processing.peaks.find_local_peaks(sig, radius)``, the same peaks: a sample is a peak if it
+    equals the maximum of ``sig[i - radius : i + radius]`` (cut at the ends) where the scan reaches it."""
+    sig = np.asarray(sig)
+    radius = int(radius)
+    if sig.ndim != 1 or radius < 1 or len(sig) <= radius + 1 or not np.isfinite(sig).all():
+        from wfdb.processing.peaks import find_local_peaks as wfdb_find_local_peaks
+
+        return wfdb_find_local_peaks(sig, radius)  # its own answer (or error) on what the fast path skips
+    if np.min(sig) == np.max(sig):
+        return np.empty(0)
+    peaks = _scan(np.asarray(sig, dtype=np.float64), radius)
+    return peaks if len(peaks) else np.array([])
 
 
-def _detect(signal: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    from wfdb.io.record import Record  # imported here: wfdb pulls in a lot, the beats path does not need it
-    from wfdb.processing.qrs import GQRS
+def _use_compiled_local_peaks() -> None:
+    """XQRS looks ``find_local_peaks`` up in its module at every call: point it at the compiled one."""
+    from wfdb.processing import qrs
 
-    signal = np.asarray(signal, dtype=np.float64)
-    if signal.ndim != 1:
-        raise DetectionError(f"one lead is detected at a time, got an array of shape {signal.shape}")
-    if len(signal) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    if not np.isfinite(signal).all():
-        raise DetectionError(f"the signal has {int((~np.isfinite(signal)).sum())} non-finite samples")
-    # wfdb's digitisation of a physical signal (24-bit, its gain from the signal's range)
-    record = Record(p_signal=signal.reshape(-1, 1), fmt=["24"])
-    record.set_d_features(do_adc=True)
-    try:
-        conf = GQRS.Conf(fs=fs, adc_gain=record.adc_gain[0])
-    except Exception as err:  # wfdb refuses rates too low for its filters
-        raise DetectionError(f"GQRS cannot run at {fs:g} Hz: {err}") from err
-    values = np.array(
-        [conf.sps, conf.rrmean, conf.rrdev, conf.rrmin, conf.rrmax, conf.rrinc, conf.dt, conf.rtmin, conf.rtmean,
-         conf.rtmax, conf.pthr, conf.qthr, conf.pthmin, conf.qthmin, 0],
-        dtype=np.int64,
-    )  # fmt: skip
-    return _run(np.ascontiguousarray(record.d_signal[:, 0], dtype=np.int64), values)
-
-
-def gqrs(signal: np.ndarray, fs: float) -> np.ndarray:
-    """wfdb's ``gqrs_detect(sig=signal, fs=fs)``, compiled: the same digitisation, parameters and output
-    (each beat's annotation time, ``2 * dt`` before its peak except the last one or two)."""
-    return _detect(signal, fs)[0]
+    if qrs.find_local_peaks is not find_local_peaks:
+        qrs.find_local_peaks = find_local_peaks
 
 
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
-    """R peaks of a single-lead strip (in millivolts) by GQRS, sorted, unique and inside the strip.
+    """R peaks of a single-lead strip (in millivolts) by wfdb's XQRS, sorted, unique and inside the strip.
 
-    Each beat is placed at the peak of GQRS's QRS matched filter, not at wfdb's annotation time (about
-    35 ms earlier, the QRS onset): on the MIT-BIH records that peak lies within a sample or two of the
-    annotated R peak, where the beat rows and the record measurement start.
+    On the fixture excerpts XQRS's indices sit on the annotated R peaks (median offset 0 samples in 4
+    of 6 records); ``wfdb.processing.correct_peaks`` moved them further away, so it is not used. XQRS's
+    own errors (it fails in its own ways on degenerate strips) propagate.
     """
-    peaks = np.unique(_detect(signal, fs)[1])
+    from wfdb.processing import XQRS  # imported here: wfdb pulls in a lot, the beats path does not need it
+
+    _use_compiled_local_peaks()
+    detector = XQRS(sig=np.asarray(signal, dtype=np.float64), fs=fs)
+    detector.detect(verbose=False)
+    peaks = np.unique(np.asarray(detector.qrs_inds, dtype=np.int64))
     return peaks[(peaks >= 0) & (peaks < len(signal))]

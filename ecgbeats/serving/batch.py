@@ -8,7 +8,7 @@ Inputs:
 - CSV: the published Kaggle format (no header; 187 values, optionally a 188th label column), or a
   CSV with a header row naming at least ``s000``..``s186``;
 - a WFDB record (``path/to/208`` or ``path/to/208.hea``): the first channel (``--channel``) in mV,
-  R peaks detected by GQRS as the API does (``--peaks detect``), or the annotated beats exactly
+  R peaks detected by XQRS as the API does (``--peaks detect``), or the annotated beats exactly
   as ``ingest`` cuts them (``--peaks annotations``, needs the ``.atr`` file). A record model (the
   default served one) measures each beat on the record itself, on both leads (``--second-channel``),
   and takes only recordings;

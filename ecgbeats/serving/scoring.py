@@ -1,7 +1,7 @@
 """The one code path from beats, or from a raw ECG strip, to class predictions.
 
 Both the HTTP service and the batch CLI call :class:`Scorer`; neither builds features or calls the
-booster itself. R peaks of a strip are found by the GQRS detector (``ecgbeats.processing.detection``).
+booster itself. R peaks of a strip are found by wfdb's XQRS detector (``ecgbeats.processing.detection``).
 A beat-row bundle then cuts the strip by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest``
 uses), with RR intervals from ``ecgbeats.data.beats.rr_intervals``; a record bundle measures every
 beat on the strip by ``ecgbeats.features.record.record_features`` (the function its training beats
@@ -29,7 +29,6 @@ from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import feature_columns, record_features
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
 from ecgbeats.processing import detection
-from ecgbeats.processing.detection import DetectionError
 from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSignal, assess
 from ecgbeats.serving.beat_arrays import array_features
 
@@ -155,10 +154,11 @@ class StripResult:
 
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     """R peaks of a single-lead strip (in millivolts): ``ecgbeats.processing.detection.detect_r_peaks``
-    (GQRS), with its refusals as the strip's fault."""
+    (wfdb's XQRS), with its failures as the strip's fault."""
     try:
         return detection.detect_r_peaks(signal, fs)
-    except DetectionError as err:
+    except Exception as err:  # XQRS fails in its own ways on degenerate strips; that is the input's fault
+        log.warning("XQRS failed on a %d-sample strip at %g Hz", len(signal), fs, exc_info=True)
         raise ScoringError("signal", f"R-peak detection failed on this strip: {err}") from err
 
 
@@ -196,7 +196,7 @@ class Scorer:
 
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the strip path's kernels now, not on the first strip."""
-        detection.detect_r_peaks(np.sin(np.linspace(0, 60 * np.pi, 3600)), 360.0)
+        detection.find_local_peaks(np.sin(np.linspace(0, 60 * np.pi, 3600)), 36)
         if self.record_config is not None:
             feature_columns(self.record_config)
 

@@ -67,8 +67,7 @@ def test_wfdb_record(tmp_path, bundle_dir, peaks, fixture_beats):
     if peaks == "annotations":
         assert out["r_peak"].tolist() == annotated["r_peak"].tolist()
     else:
-        # GQRS finds every annotated beat here, and 6 more in the record's long pauses (its +P, 0.97)
-        assert abs(len(out) - len(annotated)) <= 0.05 * len(annotated) and out["time_s"].is_monotonic_increasing
+        assert abs(len(out) - len(annotated)) <= 3 and out["time_s"].is_monotonic_increasing
     assert np.allclose(out[PROBA].sum(axis=1), 1)
 
 

@@ -44,7 +44,7 @@ def record_bundle(tmp_path_factory):
 
 @pytest.fixture
 def annotated_detector(monkeypatch):
-    """The detector replaced by the record's own annotated beats: the strip path then sees the training peaks."""
+    """XQRS replaced by the record's own annotated beats: the strip path then sees the training peaks."""
     from ecgbeats.data.aami import BEAT_SYMBOLS
 
     rec = read_record_signals(FIXTURE_MIRROR, SCORED)

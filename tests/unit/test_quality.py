@@ -73,8 +73,7 @@ def test_spikes_are_bridged_so_the_beats_under_them_are_detected_again():
     def beats_found(peaks: np.ndarray) -> int:
         return int((np.abs(peaks[:, None] - clean_peaks[None, :]).min(axis=0) < 0.15 * FS).sum())
 
-    followed = detect_r_peaks(spiked, FS)  # the detector follows the spikes: beats lost, pops counted as beats
-    assert beats_found(followed) < 0.9 * len(clean_peaks) and len(followed) > 1.3 * len(clean_peaks)
+    assert beats_found(detect_r_peaks(spiked, FS)) < 0.5 * len(clean_peaks)  # the detector follows the spikes
     quality = assess(spiked, FS)
     assert quality.spikes == 60
     assert np.abs(quality.signal - x).max() < 2.0  # the pops are gone, the ECG is what it was
