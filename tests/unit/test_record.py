@@ -9,6 +9,8 @@ import pytest
 
 from ecgbeats.features.record import (
     RecordBeatConfig,
+    _running_median,
+    condition,
     feature_columns,
     model_config,
     record_features,
@@ -159,3 +161,27 @@ def test_ec57_matching_of_missed_extra_and_late_beats():
     assert (match.missed, match.extra) == (2, 2)
     empty = match_beats(reference, np.array([], dtype=int), fs)
     assert (empty.missed, empty.extra) == (4, 0)
+
+
+def test_running_template_median_is_numpy_median_of_the_preceding_beats():
+    rng = np.random.default_rng(5)
+    values = np.round(rng.normal(size=(200, 3, 4)), 1)  # ties, and (n, ...) shapes
+    values[50:53, 1, 2] = np.nan
+    for beats in (1, 2, 7, 30):
+        got = _running_median(values, beats)
+        assert np.isnan(got[0]).all()
+        for i in range(1, len(values)):
+            np.testing.assert_array_equal(got[i], np.median(values[max(0, i - beats) : i], axis=0))
+    assert _running_median(np.zeros((0, 5)), 30).shape == (0, 5)
+
+
+def test_baseline_by_column_equals_the_two_dimensional_median_filter():
+    from scipy.ndimage import median_filter
+    from scipy.signal import butter, sosfiltfilt
+
+    config = RecordBeatConfig()
+    signal = np.cumsum(np.random.default_rng(2).normal(0, 0.05, (20_000, 2)), axis=0)  # wander on two leads
+    first, second = (max(1, round(s * config.fs)) | 1 for s in config.baseline_s)
+    baseline = median_filter(median_filter(signal, size=(first, 1), mode="nearest"), size=(second, 1), mode="nearest")
+    sos = butter(2, config.lowpass_hz, btype="lowpass", fs=config.fs, output="sos")
+    np.testing.assert_array_equal(condition(signal, config), sosfiltfilt(sos, signal - baseline, axis=0))
