@@ -1,4 +1,5 @@
-"""R peaks of a single-lead ECG: wfdb's XQRS detector, with its local-peak search compiled.
+"""R peaks of a single-lead ECG: wfdb's XQRS detector, with its local-peak search compiled, at 360 Hz
+or below.
 
 XQRS spends about 95 % of its time in ``wfdb.processing.peaks.find_local_peaks``, a Python loop that
 takes the maximum of a window around almost every sample (1.8 of 1.9 s on a 30-minute record). Its
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ecgbeats.data.beats import SOURCE_FS, to_source_rate
 
 
 @njit(cache=True)
@@ -75,17 +78,32 @@ def _use_compiled_local_peaks() -> None:
         qrs.find_local_peaks = find_local_peaks
 
 
-def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
-    """R peaks of a single-lead strip (in millivolts) by wfdb's XQRS, sorted, unique and inside the strip.
-
-    On the fixture excerpts XQRS's indices sit on the annotated R peaks (median offset 0 samples in 4
-    of 6 records); ``wfdb.processing.correct_peaks`` moved them further away, so it is not used. XQRS's
-    own errors (it fails in its own ways on degenerate strips) propagate.
-    """
+def _xqrs(signal: np.ndarray, fs: float) -> np.ndarray:
     from wfdb.processing import XQRS  # imported here: wfdb pulls in a lot, the beats path does not need it
 
     _use_compiled_local_peaks()
     detector = XQRS(sig=np.asarray(signal, dtype=np.float64), fs=fs)
     detector.detect(verbose=False)
-    peaks = np.unique(np.asarray(detector.qrs_inds, dtype=np.int64))
+    return np.asarray(detector.qrs_inds, dtype=np.int64)
+
+
+def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
+    """R peaks of a single-lead strip (in millivolts) by wfdb's XQRS, sorted, unique and inside the strip.
+
+    Above 360 Hz (``SOURCE_FS``, the MIT-BIH rate) the strip is resampled to 360 Hz for the detection
+    and the peaks are moved back: on the DS1 records resampled to 1,000 Hz, XQRS at the strip's rate
+    missed 13.5 % of the beats (Se 0.8646, 7,029 errors) against 1.35 % at 360 Hz (1,380 errors), and at
+    500 Hz it made 1,495 errors. At 360 Hz and below it runs on the strip as it is (at 250 Hz: 970
+    errors, against 1,382 when resampled to 360 Hz).
+
+    On the fixture excerpts XQRS's indices sit on the annotated R peaks (median offset 0 samples in 4
+    of 6 records); ``wfdb.processing.correct_peaks`` moved them further away, so it is not used. XQRS's
+    own errors (it fails in its own ways on degenerate strips) propagate.
+    """
+    if fs > SOURCE_FS:
+        at_source, _ = to_source_rate(signal, fs, np.zeros(0, dtype=np.int64))
+        peaks = np.round(_xqrs(at_source, SOURCE_FS) * (fs / SOURCE_FS)).astype(np.int64)
+    else:
+        peaks = _xqrs(signal, fs)
+    peaks = np.unique(peaks)
     return peaks[(peaks >= 0) & (peaks < len(signal))]
