@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_strip --model models/record --raw data/raw/mitdb [--records 100 213] [--repeats 3]
 
-For each record, the best of ``--repeats`` runs of: R-peak detection (GQRS, ``ecgbeats.processing.detection``), the beat
+For each record, the best of ``--repeats`` runs of: R-peak detection (XQRS, ``ecgbeats.processing.detection``), the beat
 measurement (``ecgbeats.features.record.record_features``) and the model; prints beats per second for
 the whole path and for the path without detection, and the share of time in each step.
 """

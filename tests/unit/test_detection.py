@@ -11,7 +11,8 @@ from wfdb.processing.peaks import find_local_peaks as wfdb_find_local_peaks
 from ecgbeats.data.aami import BEAT_SYMBOLS
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.modelling.ec57 import match_beats
-from ecgbeats.processing.detection import detect_r_peaks, find_local_peaks
+from ecgbeats.processing import detection
+from ecgbeats.processing.detection import _compiled_xqrs, detect_r_peaks, find_local_peaks
 from tests.conftest import FIXTURE_MIRROR
 
 
@@ -82,3 +83,46 @@ def test_above_360_hz_the_beats_are_found_at_360_hz_and_moved_back(record, monke
     assert len(match_beats(np.round(reference * 1000 / 360).astype(np.int64), at_1000, 1000.0).reference) < len(
         found.reference
     )
+
+
+def xqrs_beats(cls: type, signal: np.ndarray, fs: float, conf=None) -> tuple[np.ndarray, bool]:
+    detector = cls(sig=signal, fs=fs, conf=conf)
+    detector.detect(verbose=False)
+    return np.asarray(detector.qrs_inds, dtype=np.int64), detector.learned_init_params
+
+
+@pytest.mark.parametrize("record", ["208", "232"])
+def test_the_compiled_loop_and_learning_match_xqrs_where_learning_fails_too(record):
+    x = lead(record)
+    rng = np.random.default_rng(5)
+    learned = set()
+    for signal, fs in ((x, 360.0), (resample_poly(x, 25, 9), 1000.0), (rng.normal(size=20_000), 360.0)):
+        expected, expected_learned = xqrs_beats(XQRS, signal, fs)
+        got, got_learned = xqrs_beats(_compiled_xqrs(), signal, fs)
+        np.testing.assert_array_equal(got, expected)
+        assert got_learned == expected_learned
+        learned.add(got_learned)
+    assert learned == {True, False}  # both ways of starting were compared
+
+
+def test_learning_decided_by_xqrs_own_sum_gives_the_same_beats(monkeypatch):
+    x = lead("213")
+    expected, _ = xqrs_beats(_compiled_xqrs(), x, 360.0)
+    monkeypatch.setattr(detection, "_LEARN_CLOSE", np.inf)  # every candidate recomputed as XQRS does
+    got, learned = xqrs_beats(_compiled_xqrs(), x, 360.0)
+    assert learned
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_t_wave_inspection_runs_xqrs_own_loop(monkeypatch):
+    x = lead("213")
+    conf = XQRS.Conf(t_inspect_period=0.36)
+    expected, _ = xqrs_beats(XQRS, x, 360.0, conf)
+    compiled_runs: list[int] = []
+    loop = detection._detection_loop
+    monkeypatch.setattr(detection, "_detection_loop", lambda *args: compiled_runs.append(1) or loop(*args))
+    got, _ = xqrs_beats(_compiled_xqrs(), x, 360.0, conf)
+    np.testing.assert_array_equal(got, expected)
+    assert compiled_runs == []  # the compiled loop has no T-wave check
+    xqrs_beats(_compiled_xqrs(), x, 360.0)
+    assert compiled_runs == [1]
