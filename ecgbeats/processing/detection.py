@@ -7,8 +7,8 @@ detection). Here all three are compiled or vectorised and give XQRS's beats, sam
 (``tests/unit/test_detection.py``; on the 48 MIT-BIH records at 250, 360, 500 and 1,000 Hz,
 ``make bench-detectors``):
 
-- :func:`find_local_peaks`: the scan, which skips ``radius`` samples after each peak, keeps its
-  window's maximum in a monotonic queue (one pass, not a window per sample);
+- :func:`find_local_peaks`: the scan, which skips ``radius`` samples after each peak, settles a
+  sample with a larger neighbour at once and reads the window of a local maximum only;
 - the learning correlates a chunk of candidate peaks with the wavelet in one matrix product, and
   lets XQRS's own sum decide a candidate within 1e-9 of the threshold;
 - :func:`_detection_loop` is XQRS's detection loop (threshold, noise level, search back) in numba.
@@ -34,27 +34,26 @@ from ecgbeats.data.beats import SOURCE_FS, to_source_rate
 @njit(cache=True)
 def _scan(sig: np.ndarray, radius: int) -> np.ndarray:  # pragma: no cover (compiled)
     """wfdb's scan: from sample 0, a sample equal to the maximum of ``sig[i - radius : i + radius]`` is a
-    peak and the scan jumps ``radius`` samples past it; any other sample moves the scan on by one. The
-    window maximum comes from a monotonic queue of candidate indices, as both window ends only advance."""
+    peak and the scan jumps ``radius`` samples past it; any other sample moves the scan on by one. A
+    sample is that maximum when nothing in its window is larger: a larger neighbour settles most
+    samples at once, and only a local maximum reads its whole window."""
     n = len(sig)
-    out = np.empty(n // radius + 1, dtype=np.int64)
-    queue = np.empty(n, dtype=np.int64)  # indices of decreasing values: the front is the window's maximum
-    head = 0
-    tail = 0
-    pushed = 0
+    out = np.empty(n // radius + 1, dtype=np.int64)  # peaks lie at least ``radius`` apart
     k = 0
     i = 0
     while i < n:
+        value = sig[i]
+        lo = max(i - radius, 0)
         hi = min(i + radius, n)
-        while pushed < hi:
-            while tail > head and sig[queue[tail - 1]] <= sig[pushed]:
-                tail -= 1
-            queue[tail] = pushed
-            tail += 1
-            pushed += 1
-        while queue[head] < i - radius:
-            head += 1
-        if sig[i] == sig[queue[head]]:
+        if (i + 1 < hi and sig[i + 1] > value) or (i - 1 >= lo and sig[i - 1] > value):
+            i += 1
+            continue
+        peak = True
+        for j in range(lo, hi):
+            if sig[j] > value:
+                peak = False
+                break
+        if peak:
             out[k] = i
             k += 1
             i += radius
