@@ -10,7 +10,7 @@ Printed per detector and rate: gross QRS Se and +P over all records, the number 
 detector failed (raised, or Se below 0.5), and samples per second of detection time.
 
 Detectors: wfdb's XQRS and GQRS as wfdb ships them; the service's XQRS
-(``ecgbeats.processing.detection``: wfdb's XQRS with its local-peak search compiled, on the strip
+(``ecgbeats.processing.detection``: wfdb's XQRS with its local-peak search and its loops compiled, on the strip
 resampled to 360 Hz when its rate is higher); GQRS compiled
 by numba (``benchmarks/gqrs_compiled.py``, its R peaks at the matched filter's peak); NeuroKit2's
 default ``neurokit`` method (on its own cleaned signal, as its docs prescribe); and sleepecg's
@@ -70,7 +70,7 @@ def sleepecg_c(signal: np.ndarray, fs: float) -> np.ndarray:
     return np.asarray(detect_heartbeats(signal, fs), dtype=np.int64)
 
 
-SERVICE = "XQRS, compiled peak search (the service's)"
+SERVICE = "XQRS compiled (the service's)"
 GQRS_COMPILED = "GQRS compiled (numba)"
 DETECTORS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "wfdb XQRS": xqrs,

@@ -1,10 +1,10 @@
 """Strips are scored in worker processes, so a long strip never holds the service's interpreter.
 
-Scoring a 30-minute strip takes a fraction of a second of CPU, much of it Python (XQRS's QRS logic):
-in a thread it holds the GIL, and one-beat requests, ``/health`` and the event loop wait for it. Each worker process
-loads the same verified bundle once (the pin checked again) and runs ``Scorer.score_strip``; the
-parent gets the result and the features the model saw, and feeds its own observers (prediction
-counters, drift), so monitoring sees every beat as before.
+Scoring a 30-minute strip takes a fraction of a second of CPU, some of it Python (XQRS's filters and
+the feature table): in a thread it holds the GIL, and one-beat requests, ``/health`` and the event
+loop wait for it. Each worker process loads the same verified bundle once (the pin checked again) and
+runs ``Scorer.score_strip``; the parent gets the result and the features the model saw, and feeds its
+own observers (prediction counters, drift), so monitoring sees every beat as before.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import multiprocessing
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,5 +76,15 @@ class StripWorkers:
         for future in [self.pool.submit(int) for _ in range(self.processes)]:
             future.result()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers: queued strips are cancelled, a strip in hand gets ``timeout`` seconds, then
+        its process is terminated. Waiting matters: uvicorn ends the process by raising again the SIGTERM
+        it caught, which skips the executor's exit handler, and workers never told to stop outlive it."""
+        workers = multiprocessing.active_children()  # the service starts no other processes
         self.pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(1.0)

@@ -165,6 +165,18 @@ def test_a_shutdown_with_a_client_stalled_mid_body_ends_in_bounded_time(bundle_d
         assert time.monotonic() - start < WAIT
 
 
+def test_a_stopped_service_leaves_no_worker_process_behind(bundle_dir, tmp_path):
+    import psutil
+
+    with serving_process(tmp_path / "server.log", model_dir=bundle_dir, strip_workers=2) as (proc, _):
+        workers = psutil.Process(proc.pid).children()
+        assert len(workers) >= 2  # the strip workers (and multiprocessing's resource tracker)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=WAIT)
+    _, alive = psutil.wait_procs(workers, timeout=5)
+    assert alive == [], [p.cmdline()[-2:] for p in alive]
+
+
 def test_a_long_strip_is_scored_in_a_worker_process_while_beats_are_answered(limited_server):
     from concurrent.futures import ThreadPoolExecutor
 
