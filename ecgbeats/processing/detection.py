@@ -78,6 +78,31 @@ def find_local_peaks(sig: np.ndarray, radius: int) -> np.ndarray:
 
 
 @njit(cache=True)
+def _update_qrs(  # pragma: no cover (compiled)
+    i: int,
+    amplitude: float,
+    weight: float,
+    last_qrs_ind: float,
+    rr_recent: float,
+    rr_max: float,
+    qrs_amp: float,
+    noise_amp: float,
+    qrs_thr_min: float,
+) -> tuple[float, float, float]:
+    """``XQRS._update_qrs``: the recent RR interval, QRS amplitude (``weight`` 0.125, or 0.25 when found
+    searching back) and threshold after a QRS at ``i``. ``1 - weight`` is 0.875 or 0.75 exactly, and
+    Python's ``max(a, b)`` keeps ``a`` unless ``b`` is larger."""
+    rr_new = i - last_qrs_ind
+    if rr_new < rr_max:
+        rr_recent = 0.875 * rr_recent + 0.125 * rr_new
+    qrs_amp = (1.0 - weight) * qrs_amp + weight * amplitude
+    qrs_thr = 0.25 * qrs_amp + 0.75 * noise_amp
+    if qrs_thr_min > qrs_thr:
+        qrs_thr = qrs_thr_min
+    return rr_recent, qrs_amp, qrs_thr
+
+
+@njit(cache=True)
 def _detection_loop(  # pragma: no cover (compiled)
     peaks: np.ndarray,
     sig_i: np.ndarray,
@@ -92,49 +117,36 @@ def _detection_loop(  # pragma: no cover (compiled)
 ) -> np.ndarray:
     """``XQRS._run_detection`` without the T-wave check (``t_inspect_period`` 0, XQRS's default): each
     MWI peak is a QRS or noise, and a long gap after the last QRS searches back at half the threshold.
-    The same arithmetic in the same order, so the same beats; ``max`` is written out as Python's."""
+    The same arithmetic in the same order, so the same beats. A peak is found at most once (the
+    search back starts after the last QRS's peak), so ``n`` places hold them all."""
     n = len(peaks)
-    found = np.empty(n + 1, dtype=np.int64)
+    found = np.empty(n, dtype=np.int64)
     k = 0
     last_qrs_peak_num = -1  # XQRS's None: no QRS yet
     for peak_num in range(n):
         i = peaks[peak_num]
         if i - last_qrs_ind > ref_period and sig_i[i] > qrs_thr:
-            rr_new = i - last_qrs_ind
-            if rr_new < rr_max:
-                rr_recent = 0.875 * rr_recent + 0.125 * rr_new
-            if k == len(found):
-                found = np.concatenate((found, np.empty(len(found), dtype=np.int64)))
+            rr_recent, qrs_amp, qrs_thr = _update_qrs(
+                i, sig_i[i], 0.125, last_qrs_ind, rr_recent, rr_max, qrs_amp, noise_amp, qrs_thr_min
+            )
             found[k] = i
             k += 1
             last_qrs_ind = i
             last_qrs_peak_num = peak_num
-            qrs_amp = 0.875 * qrs_amp + 0.125 * sig_i[i]
-            qrs_thr = 0.25 * qrs_amp + 0.75 * noise_amp
-            if qrs_thr_min > qrs_thr:
-                qrs_thr = qrs_thr_min
         else:
             noise_amp = 0.875 * noise_amp + 0.125 * sig_i[i]
-        if peak_num == n - 1 or not peaks[peak_num + 1] - last_qrs_ind > rr_recent * 1.66:
-            continue
-        if last_qrs_peak_num < 0:
+        if peak_num == n - 1 or not peaks[peak_num + 1] - last_qrs_ind > rr_recent * 1.66 or last_qrs_peak_num < 0:
             continue
         for back in range(last_qrs_peak_num + 1, peak_num + 1):  # the range is fixed before the search
             j = peaks[back]
             if j - last_qrs_ind > ref_period and sig_i[j] > qrs_thr / 2:
-                rr_new = j - last_qrs_ind
-                if rr_new < rr_max:
-                    rr_recent = 0.875 * rr_recent + 0.125 * rr_new
-                if k == len(found):
-                    found = np.concatenate((found, np.empty(len(found), dtype=np.int64)))
+                rr_recent, qrs_amp, qrs_thr = _update_qrs(
+                    j, sig_i[j], 0.25, last_qrs_ind, rr_recent, rr_max, qrs_amp, noise_amp, qrs_thr_min
+                )
                 found[k] = j
                 k += 1
                 last_qrs_ind = j
                 last_qrs_peak_num = peak_num  # XQRS records the peak being searched from, not the one found
-                qrs_amp = 0.75 * qrs_amp + 0.25 * sig_i[j]
-                qrs_thr = 0.25 * qrs_amp + 0.75 * noise_amp
-                if qrs_thr_min > qrs_thr:
-                    qrs_thr = qrs_thr_min
     return found[:k]
 
 
