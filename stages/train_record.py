@@ -25,6 +25,8 @@ from ecgbeats.io import write_json
 from ecgbeats.modelling.bundle import save_bundle
 from ecgbeats.modelling.evaluation import evaluate_predictions, headline_figures
 from ecgbeats.modelling.model import fit_booster
+from ecgbeats.modelling.rhythm_rules import RhythmRules
+from ecgbeats.operations.drift import build_profile
 from stages.common import load_params, setup_logging
 
 log = logging.getLogger("stages.train_record")
@@ -67,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     columns = feature_columns(config)
     beats = pd.concat([pd.read_parquet(path) for path in args.data], ignore_index=True)
     x, y = beats[columns], beats["label"].to_numpy(dtype=np.int64)
-    rounds = int(json.loads(args.cv.read_text())["spread"]["best_iteration"]["median"])
+    cv = json.loads(args.cv.read_text())
+    rounds = int(cv["spread"]["best_iteration"]["median"])
+    rules = RhythmRules.from_dict(cv.get("rhythm_rules"))
     booster = fit_booster(x, y, params, seed=int(train["seed"]), num_boost_round=rounds)
-    fit = evaluate_predictions(y, booster.predict(x), n_boot=0)
+    proba = rules.apply(booster.predict(x), beats, config.reference)
+    fit = evaluate_predictions(y, proba, n_boot=0)
+    # the drift reference: the training beats' key measures and predicted class mix (the service's gauges)
+    reference = build_profile(x, proba.argmax(axis=1), list(CLASS_NAMES), source="train")
     records = sorted(beats["record"].unique().tolist())
     summary = {
         "beats": len(beats),
@@ -88,19 +95,27 @@ def main(argv: list[str] | None = None) -> int:
             "latency": f"the next R peak, and at least {config.latency_seconds:g} s after the beat's own R peak",
             "latency_seconds_after_r": config.latency_seconds,
             "leads": config.leads,
+            "reference": (
+                "each recording's own sinus reference beat and rhythm, found without labels from the beats of "
+                f"the preceding {config.reference.window_s:g} s (ecgbeats.features.reference)"
+                if "reference" in config.groups
+                else None
+            ),
             "note": "a strip shorter than history_seconds gives the first beats a shorter patient context",
         },
         "features": {"groups": list(config.groups), "columns": columns, "tsfresh": None},
+        # the rhythm interpretation over the model's classes, chosen on the DS1 cross-validation
+        "rhythm_rules": rules.to_dict(),
         "training_records": records,
         "expected_on_new_patients": expected_performance(args.expected) or None,
         "provenance": {
             "ecgbeats_version": __version__,
-            "params": {"train": params, "record": record["model"], "rounds": rounds},
+            "params": {"train": params, "record": record["model"], "rounds": rounds, "rules": record["rules"]},
             "inputs": {str(path): file_sha256(path) for path in [*args.data, args.cv, *args.expected]},
         },
         "training": summary,
     }
-    save_bundle(args.model, booster, meta)
+    save_bundle(args.model, booster, meta, reference=reference)
     write_json(summary, args.metrics)
     log.info("record model: %d beats of %d records, %d rounds", len(beats), len(records), rounds)
     return 0

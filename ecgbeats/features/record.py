@@ -40,6 +40,7 @@ from tqdm import tqdm
 from ecgbeats.data.aami import BEAT_SYMBOLS, SYMBOL_TO_LABEL
 from ecgbeats.data.beats import SOURCE_FS, to_source_rate
 from ecgbeats.data.dataset import read_record_signals
+from ecgbeats.features.reference import ReferenceConfig, reference_features
 from ecgbeats.processing.baseline import median_baseline
 
 LEAD_NAMES = ("a", "b")  # the record's first and second signal (MIT-BIH: MLII and V1, V2, V4 or V5)
@@ -49,6 +50,8 @@ RECORD_GROUPS: dict[str, str] = {
     "rhythm": "RR intervals before and after, and their ratios to the mean of the preceding beats",
     "patient_rhythm": "RR intervals against the patient's mean RR over the preceding minutes",
     "template": "correlation, distance and QRS ratios against the patient's running dominant beat",
+    "rhythm_refs": "RR intervals against several references: means, an upper percentile, the interval before",
+    "reference": "the beat against the recording's sinus reference cluster (RR, QRS, P wave) and the rhythm context",
 }
 META_COLUMNS = ("record", "r_peak", "r_refined", "symbol", "label", "lead_a", "lead_b")  # not model inputs
 
@@ -68,6 +71,7 @@ class RecordBeatConfig:
     recent_beats: int = 10  # the local rhythm: median of this many preceding RR intervals
     patient_window_s: float = 300.0  # the patient's rhythm: median RR over this many preceding seconds
     template_beats: int = 30  # the dominant beat: median of this many preceding beats
+    reference: ReferenceConfig = ReferenceConfig()  # the sinus reference cluster (ecgbeats.features.reference)
     fs: int = field(default=SOURCE_FS, init=False)  # the rate every signal is resampled to first
 
     def __post_init__(self) -> None:
@@ -86,6 +90,8 @@ class RecordBeatConfig:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RecordBeatConfig:
         values = dict(params)
+        if isinstance(values.get("reference"), dict):
+            values["reference"] = ReferenceConfig(**values["reference"])
         for key in ("groups", "baseline_s"):
             if key in values:
                 values[key] = tuple(values[key])
@@ -94,11 +100,13 @@ class RecordBeatConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("fs")
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}  # reference: a dict
 
     @property
     def history_seconds(self) -> float:
         """How much of the patient's signal before a beat its features use (the longest look-back)."""
+        if "reference" in self.groups:
+            return float(max(self.patient_window_s, self.reference.window_s))
         return float(self.patient_window_s)
 
     @property
@@ -148,6 +156,9 @@ def _rolling_median(values: pd.Series, window: int | str) -> np.ndarray:
     return values.rolling(window, min_periods=1).median().to_numpy()
 
 
+UPPER_BEATS, UPPER_QUANTILE = 50, 0.9  # rhythm_refs: the 90th percentile of the 50 preceding intervals
+
+
 def rhythm_features(peaks: np.ndarray, config: RecordBeatConfig) -> dict[str, np.ndarray]:
     """RR intervals (s) and their ratios to the preceding beats' and the patient's typical rhythm.
 
@@ -168,10 +179,21 @@ def rhythm_features(peaks: np.ndarray, config: RecordBeatConfig) -> dict[str, np
     patient = _rolling_median(by_time, f"{int(round(config.patient_window_s * 1000))}ms")
     successive = pd.Series(np.abs(np.diff(rr_prev, prepend=np.nan)))
     irregular = _rolling_median(successive, config.recent_beats)
+    # several references side by side: a mean moves with pauses and ectopic runs where a median does
+    # not, an upper percentile stays near the sinus rate when early beats are the majority
+    mean_recent = pd.Series(rr_prev).rolling(config.recent_beats, min_periods=1).mean().to_numpy()
+    mean_patient = by_time.rolling(f"{int(round(config.patient_window_s * 1000))}ms", min_periods=1).mean().to_numpy()
+    upper = pd.Series(rr_prev).rolling(UPPER_BEATS, min_periods=1).quantile(UPPER_QUANTILE).to_numpy()
     if n == 0:
-        recent = patient = irregular = np.zeros(0)
+        recent = patient = irregular = mean_recent = mean_patient = upper = np.zeros(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {
+            "rr_prev_mean_recent": rr_prev / mean_recent,
+            "rr_next_mean_recent": rr_next / mean_recent,
+            "rr_prev_mean_patient": rr_prev / mean_patient,
+            "rr_prev_upper": rr_prev / upper,
+            "rr_next_upper": rr_next / upper,
+            "rr_prev_before": rr_prev / np.concatenate([[np.nan], rr_prev[:-1]]) if n else np.zeros(0),
             "rr_prev": rr_prev,
             "rr_next": rr_next,
             "rr_recent": recent,
@@ -332,12 +354,14 @@ def record_features(
     # keep the order (refinement can make two close peaks cross)
     refined = np.maximum.accumulate(refined) if len(refined) else refined
     parts: dict[str, np.ndarray] = {}
-    if {"rhythm", "patient_rhythm"} & set(config.groups):
-        rhythm = rhythm_features(refined.astype(np.float64), config)
+    rhythm = rhythm_features(refined.astype(np.float64), config)
+    if {"rhythm", "patient_rhythm", "rhythm_refs"} & set(config.groups):
         keep = {
             "rhythm": ("rr_prev", "rr_next", "rr_recent", "rr_prev_recent", "rr_next_recent", "rr_next_prev",
                        "rr_pause_recent", "rr_irregularity"),
             "patient_rhythm": ("rr_patient", "rr_prev_patient", "rr_next_patient", "rr_recent_patient"),
+            "rhythm_refs": ("rr_prev_mean_recent", "rr_next_mean_recent", "rr_prev_mean_patient", "rr_prev_upper",
+                            "rr_next_upper", "rr_prev_before"),
         }  # fmt: skip
         for group, names in keep.items():
             if group in config.groups:
@@ -352,6 +376,13 @@ def record_features(
         window = full[:, :: config.window_step]
         if "window" in config.groups:
             lead_parts.update({f"{lead}_w{i:02d}": window[:, i] for i in range(window.shape[1])})
+        if j == 0 and "reference" in config.groups:
+            parts.update(
+                reference_features(
+                    full, config.offsets / config.fs, refined / config.fs, rhythm["rr_prev"], rhythm["rr_next"],
+                    config.reference,
+                )
+            )  # fmt: skip
         morph = _lead_morphology(np.nan_to_num(full), config)
         if "morphology" in config.groups:
             lead_parts.update({f"{lead}_{k}": v for k, v in morph.items()})

@@ -20,6 +20,7 @@ from ecgbeats.features.record import RecordBeatConfig
 from ecgbeats.features.tsfresh_features import TsfreshSettings
 from ecgbeats.io import atomic_dir
 from ecgbeats.modelling.model import predict_proba
+from ecgbeats.modelling.rhythm_rules import RhythmRules
 
 MODEL_FILE = "model.txt"
 META_FILE = "bundle.json"
@@ -108,8 +109,20 @@ class ModelBundle:
         frame = build_features(beats, self.meta["features"]["groups"], tsfresh_settings=settings)
         return frame.reindex(columns=self.feature_columns)
 
+    @property
+    def rhythm_rules(self) -> RhythmRules:
+        """The rhythm interpretation a ``record`` bundle applies over its model (none for older bundles)."""
+        return RhythmRules.from_dict(self.meta.get("rhythm_rules"))
+
+    def interpret(self, proba: np.ndarray, beats: pd.DataFrame) -> np.ndarray:
+        """``proba`` of ``beats`` with the bundle's rhythm rules applied (as they are, where it has none)."""
+        rules = self.rhythm_rules
+        if self.representation != "record" or not rules.active:
+            return proba
+        return rules.apply(proba, beats, self.record_config.reference)
+
     def predict_proba(self, beats: pd.DataFrame) -> np.ndarray:
-        return predict_proba(self.booster, self.features(beats))
+        return self.interpret(predict_proba(self.booster, self.features(beats)), beats)
 
 
 def record_preprocessing(block: dict[str, Any], where: Path) -> RecordBeatConfig:

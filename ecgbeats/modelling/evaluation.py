@@ -163,3 +163,22 @@ def headline_figures(report: Mapping[str, Any]) -> dict[str, float | None]:
         out[f"{c}_Se"] = per[c]["recall"] if "recall" in per[c] else per[c]["Se"]
         out[f"{c}_+P"] = per[c]["precision"] if "precision" in per[c] else per[c]["+P"]
     return out
+
+
+def per_record_figures(records: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per record: beats, accuracy and Se/+P of S and V (None where the record has no such beat, or
+    none is called so)."""
+    records = np.asarray(records).astype(str)
+    out: dict[str, dict[str, Any]] = {}
+    for record in sorted(set(records.tolist())):
+        here = records == record
+        truth, called = np.asarray(y_true)[here], np.asarray(y_pred)[here]
+        row: dict[str, Any] = {"beats": int(here.sum()), "accuracy": round(float((truth == called).mean()), 6)}
+        for name in ("S", "V"):
+            c = CLASS_NAMES.index(name)
+            hits = int(((truth == c) & (called == c)).sum())
+            row[f"{name}_beats"] = int((truth == c).sum())
+            row[f"{name}_Se"] = round(hits / (truth == c).sum(), 6) if (truth == c).any() else None
+            row[f"{name}_+P"] = round(hits / (called == c).sum(), 6) if (called == c).any() else None
+        out[record] = row
+    return out

@@ -55,6 +55,17 @@ KEY_FEATURES: dict[str, str] = {
     "s_292ms": "scaled sample 292 ms after the R peak (S against N)",
 }
 
+# a record bundle's key features: its own measures, relative to the patient's sinus reference
+# (ecgbeats.features.reference), so a new patient's drift is not just "another patient"
+RECORD_KEY_FEATURES: dict[str, str] = {
+    "rr_prev": "seconds from the previous R peak",
+    "rr_prev_ref": "RR before over the patient's sinus reference RR: prematurity, the cue for S and V beats",
+    "ref_qrs_corr": "QRS correlation with the patient's sinus reference beat (V, F and aberrant beats fall)",
+    "ref_ptp_ratio": "QRS peak-to-peak over the reference's (a lead change or a gain error moves it)",
+    "p_wave": "P-wave height over the QRS peak-to-peak (atrial fibrillation and ectopic beats lower it)",
+    "ctx_irregularity": "irregularity of the preceding RR intervals (atrial fibrillation raises it)",
+}
+
 
 def key_feature_values(
     samples: np.ndarray | None = None,
@@ -101,6 +112,12 @@ def key_features(frame: pd.DataFrame) -> pd.DataFrame:
     in ``frame`` at all is not returned.
     """
     cols = set(frame.columns)
+    if "rr_prev_ref" in cols:  # a record model's table: its measures are the key features
+        return pd.DataFrame(
+            {name: frame[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in RECORD_KEY_FEATURES
+             if name in cols},
+            index=range(len(frame)),
+        )  # fmt: skip
 
     def column(name: str) -> np.ndarray | None:
         return frame[name].to_numpy(dtype=np.float64, na_value=np.nan) if name in cols else None
@@ -223,7 +240,10 @@ def build_profile(
         "n_beats": int(len(frame)),
         "n_bins": n_bins,
         "thresholds": {"psi_moderate": PSI_MODERATE, "psi_major": PSI_MAJOR},
-        "features": {name: {"description": KEY_FEATURES[name], **feature_profile(keys[name], n_bins)} for name in keys},
+        "features": {
+            name: {"description": {**KEY_FEATURES, **RECORD_KEY_FEATURES}[name], **feature_profile(keys[name], n_bins)}
+            for name in keys
+        },
         "class_mix": {
             "class_names": list(class_names),
             "shares": [round(float(v), 8) for v in class_shares(predicted, len(class_names))],
@@ -307,8 +327,8 @@ def compare(
 ) -> dict[str, Any]:
     """A JSON report of ``frame`` and its predicted classes against ``profile``.
 
-    ``frame`` is a beat table, a model-feature frame, or already the output of :func:`key_features`
-    (every column a key feature name), which is used as is.
+    ``frame`` is a beat table, a model-feature frame (a record model's too), or already the output of
+    :func:`key_features` (every column a key feature name), which is used as is.
 
     ``drift`` is true when any key feature or the class mix reaches the major PSI threshold
     (default: the profile's, else 0.25); every feature also gets its level.
@@ -316,7 +336,8 @@ def compare(
     thresholds = profile.get("thresholds", {})
     moderate = float(moderate if moderate is not None else thresholds.get("psi_moderate", PSI_MODERATE))
     major = float(major if major is not None else thresholds.get("psi_major", PSI_MAJOR))
-    keys = frame if len(frame.columns) and set(frame.columns) <= set(KEY_FEATURES) else key_features(frame)
+    known = set(KEY_FEATURES) | set(RECORD_KEY_FEATURES)
+    keys = frame if len(frame.columns) and set(frame.columns) <= known else key_features(frame)
     scores = score(profile, keys, predicted)
     features = {
         name: {

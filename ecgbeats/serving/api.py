@@ -176,6 +176,11 @@ class StripBeat(BeatPrediction):
     time_s: float = Field(description="time of the R peak from the strip's start")
     rr_prev_s: float | None
     rr_next_s: float | None
+    rhythm: str = Field(
+        "",
+        description="the rhythm context of a record model with the reference measures: `irregular_no_p` where "
+        "the preceding beats are irregular and mostly without P waves (atrial fibrillation or flutter), else empty",
+    )
 
 
 class UnusableStretch(BaseModel):
@@ -628,6 +633,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 else meta["preprocessing"]
             ),
             "patient_context": meta.get("patient_context"),
+            "rhythm_rules": meta.get("rhythm_rules"),
             "expected_on_new_patients": meta.get("expected_on_new_patients"),
             "features": {"groups": meta["features"]["groups"], "count": len(meta["features"]["columns"])},
             "provenance": meta.get("provenance"),
@@ -757,6 +763,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         at = np.searchsorted(result.peaks, beats["r_peak"].to_numpy())
         rr_prev = np.diff(result.peaks, prepend=np.nan)[at] / fs
         rr_next = np.diff(result.peaks, append=np.nan)[at] / fs
+        rhythm = beats["rhythm"].to_numpy() if "rhythm" in beats else None
         return {
             "model": {"version": scorer.version, "digest": scorer.digest},
             "summary": summary,
@@ -770,6 +777,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "class_code": int(code),
                     "class_name": names[i],
                     "probabilities": probabilities[i],
+                    "rhythm": str(rhythm[i]) if rhythm is not None else "",
                 }
                 for i, code in enumerate(result.predictions.codes)
             ],

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 5000
 MAX_LOGGED_ERRORS = 20
 # columns carried from the input into the predictions when present
-CARRIED = ["record", "beat_index", "r_peak", "r_refined", "time_s", "symbol", "label", "length", *RR_COLUMNS]
+CARRIED = ["record", "beat_index", "r_peak", "r_refined", "time_s", "symbol", "label", "length", *RR_COLUMNS, "rhythm"]
 PROBLEM = "_problem"
 
 

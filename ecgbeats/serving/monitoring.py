@@ -97,6 +97,7 @@ class DriftMonitor(Collector):
     def __init__(self, profile: Mapping[str, Any], *, window: int = 2000, min_beats: int = 500) -> None:
         self.profile = profile
         self.features = list(profile["features"])
+        self.record = bool(self.features) and set(self.features) <= set(drift.RECORD_KEY_FEATURES)
         self.class_names = list(profile["class_mix"]["class_names"])
         self.window = int(window)
         self.min_beats = int(min_beats)
@@ -121,12 +122,15 @@ class DriftMonitor(Collector):
         return self._where
 
     def __call__(self, features: pd.DataFrame, proba: np.ndarray) -> None:
-        where = self._positions(features.columns)
-        array = features.to_numpy(dtype=np.float64)
-        inputs = {name: None if pos is None else array[:, pos] for name, pos in where.items()}
-        keys = drift.key_feature_values(**inputs)
-        n_rows = len(array)
-        values = np.column_stack([keys.get(name, np.full(n_rows, np.nan)) for name in self.features])
+        if self.record:  # a record model's key features are columns of its table
+            values = features.reindex(columns=self.features).to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            where = self._positions(features.columns)
+            array = features.to_numpy(dtype=np.float64)
+            inputs = {name: None if pos is None else array[:, pos] for name, pos in where.items()}
+            keys = drift.key_feature_values(**inputs)
+            n_rows = len(array)
+            values = np.column_stack([keys.get(name, np.full(n_rows, np.nan)) for name in self.features])
         values = values[-self.window :]
         classes = np.asarray(proba).argmax(axis=1)[-self.window :]
         n = len(values)

@@ -27,6 +27,7 @@ from ecgbeats.data.dataset import SAMPLE_COLUMNS, padded_length
 from ecgbeats.data.rules import MAX_LENGTH, MAX_RR_SECONDS, MIN_BEAT_RANGE, VALUE_TOLERANCE, row_problems
 from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import feature_columns, record_features
+from ecgbeats.features.reference import rhythm_context
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
 from ecgbeats.processing import detection
 from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSignal, assess
@@ -215,7 +216,7 @@ class Scorer:
         features = self.bundle.features(beats)
         # a float64 array, not the DataFrame: LightGBM's pandas conversion costs ~1.4 ms per call;
         # the columns are already in the training order (ModelBundle.features reindexes them)
-        return self._predict(features.to_numpy(dtype=np.float64), features)
+        return self._predict(features.to_numpy(dtype=np.float64), features, beats)
 
     def score_arrays(
         self,
@@ -236,9 +237,16 @@ class Scorer:
         # the observers take the features as a table, as score_beats gives them (float32, no copy)
         return self._predict(values.astype(np.float64), lambda: pd.DataFrame(values, columns=fast.columns, copy=False))
 
-    def _predict(self, values: np.ndarray, features: pd.DataFrame | Callable[[], pd.DataFrame]) -> Predictions:
+    def _predict(
+        self,
+        values: np.ndarray,
+        features: pd.DataFrame | Callable[[], pd.DataFrame],
+        beats: pd.DataFrame | None = None,
+    ) -> Predictions:
         threads: dict[str, Any] = {} if self.num_threads is None else {"num_threads": self.num_threads}
         proba = np.asarray(self.bundle.booster.predict(values, **threads), dtype=np.float64).reshape(len(values), -1)
+        if beats is not None:  # a record bundle's rhythm rules read the beat table's reference measures
+            proba = self.bundle.interpret(proba, beats)
         if self.observers:
             table = features() if callable(features) else features
             for observe in self.observers:
@@ -280,6 +288,11 @@ class Scorer:
             refined, beats = record_features(signal, fs, peaks, self.record_config)
             beats.insert(0, "time_s", refined / fs)
             beats.insert(0, "r_peak", refined)
+            if "ctx_irregularity" in beats:  # the rhythm context, said with each beat (not a model input)
+                beats["rhythm"] = rhythm_context(
+                    beats["ctx_irregularity"].to_numpy(), beats["ctx_no_p_share"].to_numpy(),
+                    self.record_config.reference,
+                )  # fmt: skip
             beats["unscored"] = quality.beat_reasons(refined)
             return refined, beats, quality
         signal = signal if signal.ndim == 1 else signal[:, 0]

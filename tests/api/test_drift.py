@@ -229,3 +229,28 @@ def test_scoring_is_idempotent_and_names_the_model(drift_bundle, fixture_split):
     with TestClient(create_app(settings)) as restarted:
         assert restarted.post("/v1/beats:classify", json={"beats": beats}).json() == one
     assert one["model"]["digest"] and len(one["predictions"]) == len(beats)
+
+
+def test_a_record_model_is_monitored_on_its_reference_measures():
+    """A record bundle's profile holds its measures against the patient's sinus reference; the monitor
+    reads them from the model's feature table, and a shifted prematurity shows as drift there."""
+    from ecgbeats.serving.monitoring import DriftMonitor
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    table = pd.DataFrame(
+        {"rr_prev": rng.normal(0.8, 0.05, n), "rr_prev_ref": rng.normal(1.0, 0.03, n),
+         "ref_qrs_corr": rng.uniform(0.95, 1.0, n), "ref_ptp_ratio": rng.normal(1.0, 0.05, n),
+         "p_wave": rng.normal(0.1, 0.02, n), "ctx_irregularity": rng.uniform(0.0, 0.05, n),
+         "a_tpl_corr": rng.uniform(0.9, 1.0, n)}
+    )  # fmt: skip
+    profile = drift.build_profile(table, np.zeros(n, dtype=np.int64), ["N", "S", "V", "F", "Q"])
+    assert set(profile["features"]) == set(drift.RECORD_KEY_FEATURES)
+    monitor = DriftMonitor(profile, window=1000, min_beats=500)
+    monitor(table.iloc[:1000], np.tile([1.0, 0, 0, 0, 0], (1000, 1)))
+    assert monitor.scores().psi["rr_prev_ref"] < 0.1
+    early = table.iloc[:1000].assign(rr_prev_ref=lambda t: t["rr_prev_ref"] * 0.6)  # every beat premature
+    monitor(early, np.tile([0, 1.0, 0, 0, 0], (1000, 1)))
+    scores = monitor.scores()
+    assert scores.psi["rr_prev_ref"] > drift.PSI_MAJOR and scores.psi["ref_qrs_corr"] < 0.1
+    assert drift.compare(profile, early, np.ones(1000, dtype=np.int64))["drift"]
