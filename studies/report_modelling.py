@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         load("record", "holdout.json"),
         load("record", "ec57.json"),
         load("interpatient", "holdout.json"),
+        load("record", "reference.json"),
     )
     with atomic_path(args.out) as tmp:
         tmp.write_text(render(args.template.read_text(), values))

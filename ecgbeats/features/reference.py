@@ -39,7 +39,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from numba import njit
 
 QRS_S = 0.1  # the QRS part of a window, either side of R
@@ -90,8 +89,8 @@ def p_wave_prominence(full: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
     qrs = np.abs(offsets_s) <= QRS_S
     if len(full) == 0:
         return np.zeros(0)
-    height = full[:, p].max(axis=1) - full[:, pr].mean(axis=1)
-    ptp = np.ptp(full[:, qrs], axis=1)
+    height = np.nan_to_num(full[:, p]).max(axis=1) - np.nan_to_num(full[:, pr]).mean(axis=1)
+    ptp = np.ptp(np.nan_to_num(full[:, qrs]), axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ptp > 0, height / ptp, np.nan)
 
@@ -108,6 +107,56 @@ def _median(values: np.ndarray, count: int) -> float:  # pragma: no cover (compi
     if count == 0:
         return np.nan
     return float(np.median(values[:count]))
+
+
+@njit(cache=True)
+def _small_median(values: np.ndarray, count: int) -> float:  # pragma: no cover (compiled)
+    """``np.median(values[:count])`` of a few NaN-free values, sorted in place by insertion."""
+    for a in range(1, count):
+        v = values[a]
+        b = a - 1
+        while b >= 0 and values[b] > v:
+            values[b + 1] = values[b]
+            b -= 1
+        values[b + 1] = v
+    half = count // 2
+    return float(values[half]) if count % 2 else float((values[half - 1] + values[half]) / 2)
+
+
+@njit(cache=True)
+def _rolling_context(  # pragma: no cover (compiled)
+    rr_prev: np.ndarray, no_p: np.ndarray, beats: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per beat, over rows [i - beats + 1, i]: the median absolute successive RR difference over the median
+    RR (each median of the window's finite values, NaN under two), and the mean of ``no_p``'s finite values
+    (NaN if none): pandas' rolling median and mean, in one pass."""
+    n = len(rr_prev)
+    irregularity = np.full(n, np.nan)
+    share = np.full(n, np.nan)
+    rr = np.empty(beats)
+    diffs = np.empty(beats)
+    for i in range(n):
+        k_rr = 0
+        k_diff = 0
+        k_p = 0
+        total = 0.0
+        for j in range(max(0, i - beats + 1), i + 1):
+            if not np.isnan(rr_prev[j]):
+                rr[k_rr] = rr_prev[j]
+                k_rr += 1
+            if j > 0:
+                step = abs(rr_prev[j] - rr_prev[j - 1])
+                if not np.isnan(step):
+                    diffs[k_diff] = step
+                    k_diff += 1
+            if not np.isnan(no_p[j]):
+                total += no_p[j]
+                k_p += 1
+        if k_rr >= 2 and k_diff >= 2:
+            irregularity[i] = _small_median(diffs, k_diff) / _small_median(rr, k_rr)
+        if k_p:
+            share[i] = total / k_p
+    return irregularity, share
 
 
 @njit(cache=True)
@@ -147,8 +196,14 @@ def _reference_kernel(  # noqa: PLR0913, PLR0912, PLR0915  # pragma: no cover (c
     ref_width = np.nan
     ref_sinus = 0.0
     share = np.zeros(max_clusters)
+    norms = np.zeros(max_clusters)  # each template's norm, kept with it
+    corr = np.zeros(max_clusters)
     out = np.full((n, 7), np.nan)  # ref_rr, ref_sinus, qrs corr, p corr, ptp ratio, width ratio, own share
     buf_rr = np.empty(n)
+    counts = np.zeros(max_clusters, dtype=np.int64)
+    sinus_counts = np.zeros(max_clusters, dtype=np.int64)
+    sinus_rr = np.empty((max_clusters, n))  # per cluster, its sinus members' RR in the window
+    slot_of_id = np.full(n, -1, dtype=np.int64)  # cluster id -> its slot, -1 once recycled
     buf_ptp = np.empty(n)
     buf_width = np.empty(n)
     lo = 0
@@ -156,6 +211,19 @@ def _reference_kernel(  # noqa: PLR0913, PLR0912, PLR0915  # pragma: no cover (c
         while lo < i and times[lo] < times[i] - window_s:
             lo += 1
         if i > 0 and (ref_slot < 0 or i % update_beats == 0 or slot_id[ref_slot] < 0):
+            # one pass over the window: each beat's cluster (if it still exists) counts, and its RR is kept
+            # when it is a sinus member (a P wave, not premature)
+            counts[:] = 0
+            sinus_counts[:] = 0
+            for j in range(lo, i):
+                s = slot_of_id[beat_id[j]]
+                if s < 0:
+                    continue
+                counts[s] += 1
+                on_time = rr_prev[j] >= on_time_ratio * rr_next[j]  # False where either is NaN
+                if p_wave[j] >= p_wave_ratio and on_time:
+                    sinus_rr[s, sinus_counts[s]] = rr_prev[j]
+                    sinus_counts[s] += 1
             best = -1
             best_rr = -1.0
             largest = -1
@@ -165,23 +233,13 @@ def _reference_kernel(  # noqa: PLR0913, PLR0912, PLR0915  # pragma: no cover (c
                 share[s] = 0.0
                 if slot_id[s] < 0:
                     continue
-                count = 0
-                sinus = 0
-                for j in range(lo, i):
-                    if beat_id[j] != slot_id[s]:
-                        continue
-                    count += 1
-                    on_time = rr_prev[j] >= on_time_ratio * rr_next[j]  # False where either is NaN
-                    if p_wave[j] >= p_wave_ratio and on_time:
-                        buf_rr[sinus] = rr_prev[j]
-                        sinus += 1
                 if total > 0:
-                    share[s] = count / total
-                if count > largest_count:
-                    largest_count = count
+                    share[s] = counts[s] / total
+                if counts[s] > largest_count:
+                    largest_count = counts[s]
                     largest = s
-                if sinus >= min_beats:
-                    rr = _median(buf_rr, sinus)
+                if sinus_counts[s] >= min_beats:
+                    rr = _median(sinus_rr[s], sinus_counts[s])
                     if rr > best_rr:
                         best_rr = rr
                         best = s
@@ -203,13 +261,21 @@ def _reference_kernel(  # noqa: PLR0913, PLR0912, PLR0915  # pragma: no cover (c
                 ref_rr = best_rr if best >= 0 else _median(buf_rr, sinus)
                 ref_ptp = _median(buf_ptp, m)
                 ref_width = _median(buf_width, m)
-        # the beat against the reference as it stands (its own shape not yet in any cluster)
+        # the beat's correlation with every cluster's template as it stands (its own shape not in any yet)
+        best = -1
+        best_corr = -2.0
+        for s in range(max_clusters):
+            if slot_id[s] < 0:
+                continue
+            corr[s] = np.dot(qrs[i], templates[s]) / max(norms[s], 1e-12)
+            if corr[s] > best_corr:
+                best_corr = corr[s]
+                best = s
+        # the beat against the reference
         if ref_slot >= 0 and slot_id[ref_slot] >= 0:
             out[i, 0] = ref_rr
             out[i, 1] = ref_sinus
-            out[i, 2] = np.dot(qrs[i], templates[ref_slot]) / max(
-                np.sqrt(np.dot(templates[ref_slot], templates[ref_slot])), 1e-12
-            )
+            out[i, 2] = corr[ref_slot]
             if p_members[ref_slot] > 0:
                 norm = np.sqrt(np.dot(p_templates[ref_slot], p_templates[ref_slot]))
                 if norm > 0:
@@ -218,17 +284,7 @@ def _reference_kernel(  # noqa: PLR0913, PLR0912, PLR0915  # pragma: no cover (c
                 out[i, 4] = ptp[i] / ref_ptp
             if ref_width > 0:
                 out[i, 5] = width[i] / ref_width
-        # the beat joins its cluster
-        best = -1
-        best_corr = -2.0
-        for s in range(max_clusters):
-            if slot_id[s] < 0:
-                continue
-            norm = np.sqrt(np.dot(templates[s], templates[s]))
-            corr = np.dot(qrs[i], templates[s]) / max(norm, 1e-12)
-            if corr > best_corr:
-                best_corr = corr
-                best = s
+        # the beat joins the cluster it correlates with best, or starts one
         if best < 0 or best_corr < cluster_corr:
             best = -1
             for s in range(max_clusters):
@@ -240,18 +296,25 @@ def _reference_kernel(  # noqa: PLR0913, PLR0912, PLR0915  # pragma: no cover (c
                 for s in range(1, max_clusters):
                     if last_seen[s] < last_seen[best]:
                         best = s
+            if slot_id[best] >= 0:
+                slot_of_id[slot_id[best]] = -1
             slot_id[best] = next_id
+            slot_of_id[next_id] = best
             next_id += 1
             members[best] = 0
             p_members[best] = 0
             templates[best, :] = 0.0
             p_templates[best, :] = 0.0
+            norms[best] = 0.0
         weight = 1.0 / min(members[best] + 1, memory)
-        templates[best] += weight * (qrs[i] - templates[best])
+        for c in range(k):
+            templates[best, c] += weight * (qrs[i, c] - templates[best, c])
+        norms[best] = np.sqrt(np.dot(templates[best], templates[best]))
         members[best] += 1
         if p_wave[i] >= p_wave_ratio:
             p_weight = 1.0 / min(p_members[best] + 1, memory)
-            p_templates[best] += p_weight * (p_part[i] - p_templates[best])
+            for c in range(kp):
+                p_templates[best, c] += p_weight * (p_part[i, c] - p_templates[best, c])
             p_members[best] += 1
         last_seen[best] = i
         beat_id[i] = slot_id[best]
@@ -275,17 +338,17 @@ def reference_features(
     n = len(full)
     if n == 0:
         return {name: np.zeros(0) for name in REFERENCE_COLUMNS}
-    full = np.nan_to_num(np.asarray(full, dtype=np.float64))
+    full = np.asarray(full, dtype=np.float64)
     qrs_mask = np.abs(offsets_s) <= QRS_S
     p_mask = (offsets_s >= P_REGION_S[0]) & (offsets_s < P_REGION_S[1])
-    qrs_part = full[:, qrs_mask]
+    qrs_part = np.nan_to_num(full[:, qrs_mask])  # the parts only: copying the whole window costs more
     ptp = np.ptp(qrs_part, axis=1)
     above = np.abs(qrs_part) > 0.25 * np.abs(qrs_part).max(axis=1, keepdims=True)
     width = (qrs_part.shape[1] - above[:, ::-1].argmax(axis=1) - above.argmax(axis=1)).astype(np.float64)
     p_wave = p_wave_prominence(full, offsets_s)
     values, _ = _reference_kernel(
         np.ascontiguousarray(_unit_rows(qrs_part[:, ::2])),
-        np.ascontiguousarray(_unit_rows(full[:, p_mask][:, ::2])),
+        np.ascontiguousarray(_unit_rows(np.nan_to_num(full[:, p_mask][:, ::2]))),
         np.nan_to_num(p_wave, nan=0.0),
         np.asarray(times, dtype=np.float64),
         np.asarray(rr_prev, dtype=np.float64),
@@ -321,19 +384,13 @@ def reference_features(
 
 def _context(rr_prev: np.ndarray, p_wave: np.ndarray, config: ReferenceConfig) -> tuple[np.ndarray, np.ndarray]:
     """Over the ``context_beats`` intervals up to each beat: the median absolute successive RR difference
-    over the median RR, and the share of those beats without a P wave, among the beats whose RR leaves
-    the P region clear of the previous T wave (NaN where none does)."""
-    beats = config.context_beats
-    rr = pd.Series(np.asarray(rr_prev, dtype=np.float64))
-    successive = rr.diff().abs()
-    with np.errstate(invalid="ignore", divide="ignore"):  # medians: a few ectopic beats do not make a rhythm irregular
-        irregularity = (
-            successive.rolling(beats, min_periods=2).median() / rr.rolling(beats, min_periods=2).median()
-        ).to_numpy()
-    # a P wave is judged only where the previous T wave has ended before the P region starts
-    judged = np.nan_to_num(np.asarray(rr_prev, dtype=np.float64)) >= P_JUDGED_RR_S
+    over the median RR (medians: a few ectopic beats do not make a rhythm irregular), and the share of
+    those beats without a P wave, among the beats whose RR leaves the P region clear of the previous T
+    wave (NaN where none does)."""
+    rr_prev = np.asarray(rr_prev, dtype=np.float64)
+    judged = np.nan_to_num(rr_prev) >= P_JUDGED_RR_S
     no_p = np.where(judged, ~(np.nan_to_num(p_wave, nan=0.0) >= config.p_wave_ratio), np.nan)
-    return irregularity, pd.Series(no_p).rolling(beats, min_periods=1).mean().to_numpy()
+    return _rolling_context(rr_prev, no_p.astype(np.float64), int(config.context_beats))
 
 
 def rhythm_context(irregularity: np.ndarray, no_p_share: np.ndarray, config: ReferenceConfig) -> np.ndarray:

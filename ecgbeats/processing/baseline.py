@@ -74,8 +74,63 @@ def _running_median_levels(ranks: np.ndarray, size: int, n_levels: int) -> np.nd
     return out
 
 
+@njit(cache=True)
+def _grid_table(
+    x: np.ndarray, low: float, step: float, steps: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """The distinct values of ``x`` in order and each sample's index into them, found through the grid
+    position ``round((x - low) / step)`` without sorting; empty arrays if two different values share a
+    position, one falls off the grid's ``steps``, or a sample is -0.0 (then the sorting path decides)."""
+    table = np.full(steps + 1, np.nan)
+    position = np.empty(len(x), dtype=np.int64)
+    empty = (np.empty(0), np.empty(0, dtype=np.int64))
+    for i in range(len(x)):
+        value = x[i]
+        if value == 0.0 and np.signbit(value):
+            return empty
+        at = int(np.rint((value - low) / step))
+        if at < 0 or at > steps:
+            return empty
+        if np.isnan(table[at]):
+            table[at] = value
+        elif table[at] != value:
+            return empty
+        position[i] = at
+    index = np.full(steps + 1, -1, dtype=np.int64)
+    count = 0
+    for at in range(steps + 1):
+        if not np.isnan(table[at]):
+            index[at] = count
+            count += 1
+    levels = np.empty(count)
+    for at in range(steps + 1):
+        if index[at] >= 0:
+            levels[index[at]] = table[at]
+    ranks = np.empty(len(x), dtype=np.int64)
+    for i in range(len(x)):
+        ranks[i] = index[position[i]]
+    return levels, ranks
+
+
+SAMPLE_FOR_STEP = 4096  # samples sorted to guess the grid step; the whole signal is checked against it
+
+
 def _levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The distinct values of ``x`` and each sample's index into them, or None if ``x`` is off a grid."""
+    """The distinct values of ``x`` and each sample's index into them, or None if ``x`` is off a grid.
+
+    First without sorting the signal: the step guessed from a strided sample, every sample placed on that
+    grid (a 30-minute record sorted took a third of its baseline's time); where the guess does not hold,
+    from the sorted signal."""
+    low, high = float(x.min()), float(x.max())
+    if np.isfinite(low) and np.isfinite(high) and high > low:
+        sample = np.unique(x[:: max(1, len(x) // SAMPLE_FOR_STEP)])
+        if len(sample) > 1:
+            step = float(np.diff(sample).min())
+            steps = (high - low) / step
+            if steps <= MAX_GRID:
+                levels, ranks = _grid_table(x, low, step, int(np.rint(steps)))
+                if len(levels):
+                    return levels, ranks
     ordered = np.sort(x)
     if not (np.isfinite(ordered[0]) and np.isfinite(ordered[-1])):  # NaN sorts last
         return None

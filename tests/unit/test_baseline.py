@@ -82,3 +82,21 @@ def test_short_constant_and_random_grids(n):
 
 def test_empty_signal():
     assert median_baseline(np.zeros(0), 73, 217).shape == (0,)
+
+
+def test_a_finer_step_the_sample_misses_still_gives_every_level(monkeypatch):
+    """The grid step is guessed from a strided sample; values between its steps (here a few at half
+    steps, off the sample) send the levels to the sorted signal, with the same result."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-200, 200, 50_000) * 0.01
+    stride = len(x) // baseline.SAMPLE_FOR_STEP
+    x[1::stride] += 0.005  # never on the sample's stride
+    guess = np.diff(np.unique(x[::stride])).min()
+    assert guess == pytest.approx(0.01)  # the sample misses the finer step...
+    assert len(baseline._grid_table(x, x.min(), guess, int(np.rint(np.ptp(x) / guess)))[0]) == 0  # ...the grid sees it
+    levels, ranks = baseline._levels(x)
+    np.testing.assert_array_equal(levels, np.unique(x))
+    np.testing.assert_array_equal(levels[ranks], x)
+    calls = counting_scipy(monkeypatch)
+    assert_same(median_baseline(x, 73, 217), scipy_baseline(x, 73, 217))
+    assert calls == []
