@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-holter bench-abuse eval-quality bench-tsfresh bench-dask load-test drift image image-test
+.PHONY: help install repro studies test test-fast lint format fixtures dag clean gate serve reproduce bench bench-strip bench-detectors bench-holter bench-abuse eval-quality eval-device bench-tsfresh bench-dask load-test drift image image-test
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -80,6 +80,9 @@ bench-abuse: $(INSTALLED) ## the service under abuse on loopback: stalled and fl
 eval-quality: $(INSTALLED) ## the strip quality check on the 48 records, clean, noisy and inverted, and on no ECG at all
 	$(BIN)/python -m benchmarks.eval_quality --raw data/raw/mitdb --model $(SERVE_MODEL)
 
+eval-device: $(INSTALLED) ## how the record model's classes move under a gain change and other sampling rates (DS1 records)
+	$(BIN)/python -m benchmarks.eval_device --raw data/raw/mitdb --model models/record-ds1
+
 bench: $(INSTALLED) ## latency and throughput of the service on loopback
 	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3
 
@@ -128,7 +131,7 @@ dag: $(INSTALLED) ## print the product pipeline's graph (studies: dvc dag studie
 IMAGE_MODEL ?= $(if $(filter command line,$(origin MODEL)),$(MODEL),$(SERVE_MODEL))
 IMAGE_BEAT_MODEL ?= models/interpatient
 # the stages that make those two bundles, for a checkout without them (DVC outputs are not in git)
-IMAGE_REPRO ?= refit_record train@interpatient
+IMAGE_REPRO ?= refit_record@record train@interpatient
 IMAGE_NAME ?= localhost/ecgbeats
 IMAGE_TAG ?= $(shell git describe --always --dirty --exclude '*')-$(notdir $(IMAGE_MODEL))
 IMAGE_BUILD_ARGS ?=

@@ -34,13 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="DS1 record beats (record_beats stage)")
     parser.add_argument("--metrics", required=True, type=Path, help="cross-validation metrics JSON")
     parser.add_argument("--plots", required=True, type=Path, help="directory for folds.csv and confusion.csv")
+    parser.add_argument(
+        "--model-key", default="model", help="the record.<key> block of the model (groups, leads, lightgbm)"
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     setup_logging()
     record = load_params("record", args.params)
     train = load_params("train", args.params)
-    params = {**train, **record["model"]["lightgbm"]}
-    columns = feature_columns(model_config(record))
+    params = {**train, **record[args.model_key]["lightgbm"]}
+    columns = feature_columns(model_config(record, args.model_key))
     beats = pd.read_parquet(args.data)
     y = beats["label"].to_numpy(dtype=np.int64)
     folds = patient_folds(beats["record"].to_numpy(), y, int(record["cv"]["folds"]), int(record["cv"]["seed"]))
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
              len(columns), folds.max() + 1)  # fmt: skip
     result = cross_validate(beats[columns], y, folds, params, seed=int(train["seed"]))
     model_only = evaluate_predictions(y, result["oof"], n_boot=0)
-    config = model_config(record)
+    config = model_config(record, args.model_key)
     grid = rule_grid(record["rules"]) if "reference" in config.groups else rule_grid({})
     rules, candidates = choose_rules(y, result["oof"], beats, grid, config.reference)
     proba = rules.apply(result["oof"], beats, config.reference)

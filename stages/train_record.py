@@ -59,13 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, type=Path, help="bundle directory to write")
     parser.add_argument("--metrics", required=True, type=Path, help="training metrics JSON")
+    parser.add_argument(
+        "--model-key", default="model", help="the record.<key> block of the model (groups, leads, lightgbm)"
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)  # fmt: skip
     setup_logging()
     record = load_params("record", args.params)
     train = load_params("train", args.params)
-    params = {**train, **record["model"]["lightgbm"]}
-    config = model_config(record)
+    params = {**train, **record[args.model_key]["lightgbm"]}
+    config = model_config(record, args.model_key)
     columns = feature_columns(config)
     beats = pd.concat([pd.read_parquet(path) for path in args.data], ignore_index=True)
     x, y = beats[columns], beats["label"].to_numpy(dtype=np.int64)
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "expected_on_new_patients": expected_performance(args.expected) or None,
         "provenance": {
             "ecgbeats_version": __version__,
-            "params": {"train": params, "record": record["model"], "rounds": rounds, "rules": record["rules"]},
+            "params": {"train": params, "record": record[args.model_key], "rounds": rounds, "rules": record["rules"]},
             "inputs": {str(path): file_sha256(path) for path in [*args.data, args.cv, *args.expected]},
         },
         "training": summary,

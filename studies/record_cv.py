@@ -1,15 +1,15 @@
-"""The record model's decisions, each made on the cross-validation over the DS1 patients.
+"""A record model's decisions, each made on the cross-validation over the DS1 patients.
 
     python -m studies.record_cv --record data/processed/record/ds1.parquet \\
-        --beats data/processed/beats_interpatient.parquet --out metrics/record/cv_variants.json \\
+        --beats data/processed/beats_interpatient.parquet --model-key model --out metrics/record/cv_variants.json \\
         --table plots/record/cv_variants/variants.csv --report reports/record_cv.md
 
-Every variant changes one thing of ``record.model`` (a feature group, the second lead, the class
-weights, the tree shape) or swaps the representation for the Kaggle beat rows of the beat-row
-interpatient model; all use the same record-disjoint folds. The figures are the model's own, without
-the rhythm rules (the crossval stage chooses those on the chosen model: ``metrics/record/cv.json``).
-The pooled out-of-fold figures and the
-SD of macro-F1 over folds say which choices pay and how far to trust the difference. DS2 is not read.
+Every variant changes one thing of ``record.<model-key>`` (a feature group, the second lead, the class
+weights, the tree shape) or, for the served model, swaps the representation for the Kaggle beat rows of
+the beat-row interpatient model; all use the same record-disjoint folds. The figures are the trees'
+own, without the rhythm rules (the crossval stage chooses those on the chosen model, ``cv.json``). The
+pooled out-of-fold figures and the SD of macro-F1 over folds say which choices pay and how far to trust
+the difference. DS2 is not read.
 """
 
 from __future__ import annotations
@@ -31,21 +31,10 @@ from stages.common import load_params, setup_logging
 
 log = logging.getLogger("studies.record_cv")
 
-# name -> (what changes, overrides of record.model); groups are removed from the chosen ones
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "chosen": ("record.model as in params.yaml", {}),
+# per model (record.<key>): name -> (what changes, overrides of the model's block); groups are removed
+# from, or added to, the chosen ones
+COMMON: dict[str, tuple[str, dict[str, Any]]] = {
     "+ second lead": ("the record's second signal too (V1 in 20 of 22 DS1 records)", {"leads": 2}),
-    "+ window + morphology": ("the window samples and shape measures in mV too", {"add": ["window", "morphology"]}),
-    "+ window": ("the window samples in mV too", {"add": ["window"]}),
-    "earlier groups": (
-        "the groups before the reference: absolute mV, no sinus reference",
-        {"keep": ["window", "morphology", "rhythm", "patient_rhythm", "template"]},
-    ),
-    "- reference": ("without the sinus reference cluster and the rhythm context", {"drop": "reference"}),
-    "- rhythm_refs": (
-        "without the mean, upper-percentile and previous-interval RR references",
-        {"drop": "rhythm_refs"},
-    ),
     "- rhythm": ("without RR against the preceding beats", {"drop": "rhythm"}),
     "- patient_rhythm": ("without RR against the patient's 5-minute median", {"drop": "patient_rhythm"}),
     "- template": ("without the running dominant beat", {"drop": "template"}),
@@ -53,17 +42,37 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no class weights": ("every beat weighs one", {"lightgbm": {"class_weight": "none"}}),
     "shallow trees": ("7 leaves, 1,000 beats per leaf", {"lightgbm": {"num_leaves": 7, "min_child_samples": 1000}}),
     "extra trees": ("randomised split thresholds", {"lightgbm": {"extra_trees": True}}),
-    "Kaggle beat rows": ("the beat-row interpatient model's groups on the same folds", {"beat_rows": True}),
+}
+VARIANTS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "model": {
+        "chosen": ("record.model as in params.yaml", {}),
+        "- window": ("without the raw window samples", {"drop": "window"}),
+        "- morphology": ("without the absolute shape measures", {"drop": "morphology"}),
+        "rhythm + template": ("only the two groups whose removal costs most", {"keep": ["rhythm", "template"]}),
+        **COMMON,
+        "Kaggle beat rows": ("the beat-row interpatient model's groups on the same folds", {"beat_rows": True}),
+    },
+    "reference_model": {
+        "chosen": ("record.reference_model as in params.yaml", {}),
+        "+ window + morphology": ("the window samples and shape measures in mV too", {"add": ["window", "morphology"]}),
+        "+ morphology": ("the shape measures in mV too", {"add": ["morphology"]}),
+        "- reference": ("without the sinus reference cluster and the rhythm context", {"drop": "reference"}),
+        "- rhythm_refs": (
+            "without the mean, upper-percentile and previous-interval RR references",
+            {"drop": "rhythm_refs"},
+        ),
+        **COMMON,
+    },
 }
 COLUMNS = ("accuracy", "macro_f1_nsvf", "S_Se", "S_+P", "V_Se", "V_+P", "F_+P")
 
 
 def variant_inputs(
-    name: str, record: dict[str, Any], train: dict[str, Any], ds1: pd.DataFrame, beats: pd.DataFrame
+    key: str, name: str, record: dict[str, Any], train: dict[str, Any], ds1: pd.DataFrame, beats: pd.DataFrame
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
-    """Features, labels, records and LightGBM params of one variant."""
-    _, change = VARIANTS[name]
-    chosen = dict(record["model"])
+    """Features, labels, records and LightGBM params of one variant of the model ``record.<key>``."""
+    _, change = VARIANTS[key][name]
+    chosen = dict(record[key])
     params = {**train, **chosen.get("lightgbm", {}), **change.get("lightgbm", {})}
     if change.get("beat_rows"):
         rows = beats[beats["record"].isin(ds1["record"].unique())].reset_index(drop=True)
@@ -77,7 +86,7 @@ def variant_inputs(
         chosen["groups"] = list(change["keep"])
     if "leads" in change:
         chosen["leads"] = change["leads"]
-    columns = feature_columns(model_config({**record, "model": chosen}))
+    columns = feature_columns(model_config({**record, key: chosen}, key))
     return ds1[columns], ds1["label"].to_numpy(np.int64), ds1["record"].to_numpy(), params
 
 
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--table", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
+    parser.add_argument("--model-key", default="model", help="the record.<key> model whose choices are measured")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     setup_logging()
@@ -97,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                           int(record["cv"]["seed"]))  # fmt: skip
     fold_of = dict(zip(ds1["record"], folds, strict=False))  # the same record-disjoint folds for every variant
     results: dict[str, Any] = {}
-    for name, (what, _) in VARIANTS.items():
-        x, y, records, params = variant_inputs(name, record, train, ds1, beats)
+    for name, (what, _) in VARIANTS[args.model_key].items():
+        x, y, records, params = variant_inputs(args.model_key, name, record, train, ds1, beats)
         cv = cross_validate(x.reset_index(drop=True), y, np.array([fold_of[r] for r in records]), params,
                             seed=int(train["seed"]))  # fmt: skip
         summary = cv["summary"]
@@ -125,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ["variant", "change", "features", "accuracy", "macro-F1 NSVF", "S Se", "S +P", "V Se", "V +P", "F +P",
               "pooled vs chosen", "per fold vs chosen (mean ± SE)"]  # fmt: skip
     write_text(
-        "# The record model's decisions, on the cross-validation over the DS1 patients\n\n"
+        f"# The decisions of the record model `record.{args.model_key}`, on the cross-validation over the DS1 "
+        "patients\n\n"
         "Generated by `studies/record_cv.py` (`make studies`). Pooled out-of-fold figures over the "
         f"{len(ds1):,} DS1 beats of {ds1['record'].nunique()} records in {record['cv']['folds']} record-disjoint "
         "folds; each fold is predicted by a model that never saw its patients and early-stopped on another "

@@ -1,14 +1,14 @@
 """A stretch of a recording with its reference beat and each beat's class: the modelling report's figure.
 
-Each record goes whole through the service's strip path with the DS1-only record model
-(``Scorer.score_strip``); the figure shows ``--seconds`` of its first lead from ``--start``, every
+Each record of ``record.figure.records`` (``RECORD:START_S``) goes whole through the service's strip path
+with a DS1-only record model (``Scorer.score_strip``); the figure shows ``record.figure.seconds`` of its
+first lead from that start, every
 detected beat marked with its class (colour), the reference annotation's class above it, and under it
 the beat's RR against the recording's sinus reference (``rr_prev_ref``) and whether its QRS is the
 reference's (``ref_qrs_corr`` at least 0.9: a filled marker). The same figures per record go to JSON.
 
-    python -m studies.reference_figure --model models/record-ds1 --raw data/raw/mitdb \\
-        --records 232:600 214:600 --seconds 12 --figure plots/record/reference.png \\
-        --metrics metrics/record/reference.json
+    python -m studies.reference_figure --model models/record-reference-ds1 --raw data/raw/mitdb \\
+        --figure plots/record-reference/reference.png --metrics metrics/record-reference/reference.json
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ecgbeats.io import write_json
 from ecgbeats.modelling.bundle import load_bundle
 from ecgbeats.modelling.ec57 import match_beats
 from ecgbeats.serving.scoring import Scorer
+from stages.common import load_params
 
 SAME_QRS = 0.9  # ref_qrs_corr at least this: the reference's QRS (the rhythm rules' default)
 
@@ -33,16 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a record bundle")
     parser.add_argument("--raw", type=Path, required=True, help="MIT-BIH directory")
-    parser.add_argument("--records", nargs="+", required=True, help="RECORD:START_S, one panel each")
-    parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--figure", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
+    figure = load_params("record", args.params)["figure"]
+    records, seconds = list(figure["records"]), float(figure["seconds"])
     scorer = Scorer(load_bundle(args.model), num_threads=1)
     names = scorer.class_names
-    fig, axes = subplots(len(args.records), 1, figsize=(13, 3.2 * len(args.records)), squeeze=False)
+    fig, axes = subplots(len(records), 1, figsize=(13, 3.2 * len(records)), squeeze=False)
     summary: dict[str, object] = {}
-    for ax, spec in zip(axes[:, 0], args.records, strict=True):
+    for ax, spec in zip(axes[:, 0], records, strict=True):
         record, _, start_s = spec.partition(":")
         rec = read_record_signals(args.raw, record)
         result = scorer.score_strip(rec.signal[:, :1], rec.fs)
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
         start = float(start_s or 0.0)
-        lo, hi = int(start * rec.fs), int((start + args.seconds) * rec.fs)
+        lo, hi = int(start * rec.fs), int((start + seconds) * rec.fs)
         t = np.arange(lo, hi) / rec.fs
         x = rec.signal[lo:hi, 0]
         ax.plot(t, x, color="0.35", lw=0.8)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             ax.text(at, top + 0.35, names[labels[i]] if labels[i] >= 0 else "-", ha="center", fontsize=8)
             ratio = beats["rr_prev_ref"].iat[i]
             ax.text(at, float(np.nanmin(x)) - 0.25, "" if np.isnan(ratio) else f"{ratio:.2f}", ha="center", fontsize=7)
-        ax.set_xlim(start, start + args.seconds)
+        ax.set_xlim(start, start + seconds)
         ax.set_ylim(float(np.nanmin(x)) - 0.45, top + 0.6)
         ax.set_ylabel("mV")
         ax.set_title(
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             fontsize=9,
         )
         handles = [ax.scatter([], [], color=COLORS[n], label=n) for n in names]
-        ax.legend(handles=handles, loc="lower right", fontsize=7, ncol=len(names))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     axes[-1, 0].set_xlabel("s")
     save(fig, args.figure)
     write_json(summary, args.metrics)

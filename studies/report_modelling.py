@@ -36,11 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         pd.read_csv(args.tuning),
     )
     values |= modelling_report.record_values(
-        load("record", "cv.json"),
-        load("record", "holdout.json"),
-        load("record", "ec57.json"),
+        load("record-reference", "cv.json"),
+        load("record-reference", "holdout.json"),
+        load("record-reference", "ec57.json"),
         load("interpatient", "holdout.json"),
-        load("record", "reference.json"),
+        load("record-reference", "reference.json"),
+        {
+            "holdout": load("record", "holdout.json"),
+            "ec57": load("record", "ec57.json"),
+            "cv": load("record", "cv.json"),
+        },
     )
     with atomic_path(args.out) as tmp:
         tmp.write_text(render(args.template.read_text(), values))

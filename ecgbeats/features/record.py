@@ -448,14 +448,15 @@ def annotated_table(
     return pd.concat(parts, ignore_index=True)
 
 
-def model_config(record_params: dict[str, Any]) -> RecordBeatConfig:
-    """The measurement a record model uses: ``record.beat`` narrowed to ``record.model``'s groups and leads."""
+def model_config(record_params: dict[str, Any], key: str = "model") -> RecordBeatConfig:
+    """The measurement a record model uses: ``record.beat`` narrowed to ``record.<key>``'s groups and leads
+    (``model``: the served record model; ``reference_model``: the one on the sinus reference)."""
     measured = RecordBeatConfig.from_params(record_params["beat"])
-    chosen = record_params["model"]
+    chosen = record_params[key]
     missing = [g for g in chosen["groups"] if g not in measured.groups]
     if missing or int(chosen["leads"]) > measured.leads:
         raise ValueError(
-            f"record.model asks for groups {missing or chosen['groups']} and {chosen['leads']} lead(s); "
+            f"record.{key} asks for groups {missing or chosen['groups']} and {chosen['leads']} lead(s); "
             f"record.beat measures {list(measured.groups)} on {measured.leads}"
         )
     return select_groups(measured, chosen["groups"], int(chosen["leads"]))

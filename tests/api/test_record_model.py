@@ -134,3 +134,61 @@ def test_an_inverted_lead_once_flipped_gets_the_classes_of_the_upright_one(recor
     assert inverted.quality.inverted and not upright.quality.inverted
     np.testing.assert_array_equal(inverted.beats["r_peak"], upright.beats["r_peak"])
     np.testing.assert_allclose(inverted.predictions.probabilities, upright.predictions.probabilities, atol=1e-12)
+
+
+REFERENCE_CONFIG = RecordBeatConfig(template_beats=10, leads=1, groups=("rhythm", "template", "reference"))
+RULES = {"premature": 0.7, "p_corr": None, "qrs_corr": 0.9, "fibrillation": True}
+
+
+@pytest.fixture(scope="module")
+def reference_bundle(tmp_path_factory):
+    """A record model on the sinus reference measures, with the rhythm rules in its bundle."""
+    table = annotated_table(FIXTURE_MIRROR, TRAIN_RECORDS, REFERENCE_CONFIG, progress=False)
+    columns = feature_columns(REFERENCE_CONFIG)
+    booster = fit_booster(table[columns], table["label"].to_numpy(), FIXTURE_TRAIN_PARAMS, seed=0, num_boost_round=20)
+    path = tmp_path_factory.mktemp("record-reference") / "bundle"
+    meta = {
+        "protocol": "interpatient",
+        "class_names": list(CLASS_NAMES),
+        "preprocessing": {"representation": "record", **REFERENCE_CONFIG.to_dict()},
+        "patient_context": {"history_seconds": REFERENCE_CONFIG.history_seconds},
+        "features": {"groups": list(REFERENCE_CONFIG.groups), "columns": columns, "tsfresh": None},
+        "rhythm_rules": RULES,
+        "provenance": {"ecgbeats_version": "0.1.0"},
+    }
+    save_bundle(path, booster, meta)
+    return path
+
+
+def test_the_rhythm_rules_and_context_reach_every_answer(reference_bundle, tmp_path):
+    import httpx
+
+    from ecgbeats.modelling.rhythm_rules import RhythmRules
+
+    bundle = load_bundle(reference_bundle)
+    assert bundle.rhythm_rules == RhythmRules(**RULES)
+    assert bundle.record_config.history_seconds == REFERENCE_CONFIG.reference.window_s
+    scorer = Scorer(bundle)
+    rec = read_record_signals(FIXTURE_MIRROR, SCORED)
+    strip = rec.signal[:, :1]
+    result = scorer.score_strip(strip, rec.fs)
+    # the scorer's classes are the model's with the rules applied on the beats' reference measures
+    raw = bundle.booster.predict(result.beats[bundle.feature_columns].to_numpy(dtype=np.float64))
+    expected = bundle.rhythm_rules.apply(raw, result.beats, bundle.record_config.reference)
+    np.testing.assert_allclose(result.predictions.probabilities, expected, rtol=0, atol=1e-12)
+    assert set(result.beats["rhythm"]) <= {"", "irregular_no_p"}
+    with running_server(tmp_path / "server.log", model_dir=reference_bundle) as base:
+        body = {"fs": rec.fs, "signal": strip[:, 0].tolist()}
+        response = httpx.post(f"{base}/v1/ecg:classify", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        beats = response.json()["beats"]
+        assert [b["rhythm"] for b in beats] == result.beats["rhythm"].tolist()
+        got = np.array([[b["probabilities"][c] for c in CLASS_NAMES] for b in beats])
+        np.testing.assert_allclose(got, result.predictions.probabilities, rtol=0, atol=1e-9)
+        info = httpx.get(f"{base}/v1/model", timeout=10).json()
+        assert info["rhythm_rules"] == RULES
+        assert info["drift"] is None  # this bundle has no drift reference; the pipeline's bundles do
+    out = tmp_path / "scored.parquet"
+    batch.run(FIXTURE_MIRROR / SCORED, out, scorer, second_channel=-1, progress=False)
+    scored = pd.read_parquet(out)
+    assert "rhythm" in scored and len(scored) == len(result.beats)

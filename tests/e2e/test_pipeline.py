@@ -32,6 +32,7 @@ FIXTURE_PARAMS = {
     ("shift", "min_template_beats"): 5,
     ("shift", "mitigations"): {"baseline": {}, "record_relative": {"record_relative": {"window": 20}}},
     ("record", "cv", "folds"): 3,  # three DS1 records
+    ("record", "figure", "records"): ["232:60", "213:60"],  # the excerpts are 3 minutes long
 }
 
 
@@ -80,8 +81,13 @@ DVC = [sys.executable, "-m", "dvc"]
 PRODUCT = ["download", "ingest", "split@kaggle", "split@interpatient", "impute@kaggle", "impute@interpatient",
            "augment@kaggle", "augment@interpatient", "features@kaggle", "train@kaggle", "train@interpatient",
            "evaluate@kaggle-test", "evaluate@interpatient-test", "evaluate@interpatient-holdout", "shift",
-           "record_beats", "crossval", "train_record", "evaluate@record-holdout", "ec57", "refit_record"]  # fmt: skip
-RECORD_CHAIN = ["crossval", "ec57", "evaluate@record-holdout", "refit_record", "train_record"]
+           "record_beats", "crossval@record", "crossval@record-reference", "train_record@record",
+           "train_record@record-reference", "evaluate@record-holdout", "evaluate@record-reference-holdout",
+           "ec57@record", "ec57@record-reference", "refit_record@record", "refit_record@record-reference"]  # fmt: skip
+RECORD_CHAIN = ["crossval@record", "ec57@record", "evaluate@record-holdout", "refit_record@record",
+                "train_record@record"]  # fmt: skip
+REFERENCE_CHAIN = ["crossval@record-reference", "ec57@record-reference", "evaluate@record-reference-holdout",
+                   "refit_record@record-reference", "train_record@record-reference"]  # fmt: skip
 
 
 def tracked_outputs(repo: Path) -> dict[str, bytes]:
@@ -231,9 +237,10 @@ def test_second_repro_does_nothing_and_metrics_show_counts(reproduced):
 # what a rerun could change: the models and everything written from them, and the studies that write
 # figures and reports (the data stages write plain JSON counts; the other studies JSON as these do)
 RERUN = ["train@kaggle", "train@interpatient", "evaluate@kaggle-test", "evaluate@interpatient-test",
-         "evaluate@interpatient-holdout", "shift", *RECORD_CHAIN, "studies/dvc.yaml:eda",
+         "evaluate@interpatient-holdout", "shift", *RECORD_CHAIN, *REFERENCE_CHAIN, "studies/dvc.yaml:eda",
          "studies/dvc.yaml:shift_mitigations", "studies/dvc.yaml:report_processing",
-         "studies/dvc.yaml:report_modelling", "studies/dvc.yaml:record_cv"]  # fmt: skip
+         "studies/dvc.yaml:report_modelling", "studies/dvc.yaml:record_cv@record",
+         "studies/dvc.yaml:record_cv@record-reference", "studies/dvc.yaml:reference_figure"]  # fmt: skip
 
 
 def test_a_forced_rerun_gives_byte_identical_outputs(reproduced):
@@ -265,7 +272,7 @@ def test_a_record_model_choice_reruns_only_the_record_chain(reproduced):
     try:
         cv = json.loads((repo / "metrics" / "record" / "cv.json").read_text())
         set_param(repo, ("record", "model", "leads"), 2)
-        assert sorted(stale_stages(repo, env)) == ["crossval", "refit_record", "train_record"]
+        assert sorted(stale_stages(repo, env)) == ["crossval@record", "refit_record@record", "train_record@record"]
         ran = run([*DVC, "repro"], repo, env).stdout
         assert (
             sorted(line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage")) == RECORD_CHAIN
@@ -284,12 +291,14 @@ def test_a_training_param_reruns_only_training_evaluation_and_shift(reproduced):
     original = (repo / "params.yaml").read_text()
     try:
         set_param(repo, ("train", "num_leaves"), 15)
-        assert sorted(stale_stages(repo, env)) == ["crossval", "refit_record", "train@interpatient", "train@kaggle",
-                                                   "train_record"]  # fmt: skip
+        assert sorted(stale_stages(repo, env)) == [
+            "crossval@record", "crossval@record-reference", "refit_record@record", "refit_record@record-reference",
+            "train@interpatient", "train@kaggle", "train_record@record", "train_record@record-reference",
+        ]  # fmt: skip
         ran = run([*DVC, "repro"], repo, env).stdout
         ran = sorted(line.split("'")[1] for line in ran.splitlines() if line.startswith("Running stage"))
         expected = ["evaluate@interpatient-holdout", "evaluate@interpatient-test", "evaluate@kaggle-test", "shift",
-                    "train@interpatient", "train@kaggle", *RECORD_CHAIN]  # fmt: skip
+                    "train@interpatient", "train@kaggle", *RECORD_CHAIN, *REFERENCE_CHAIN]  # fmt: skip
         assert ran == sorted(expected)
     finally:
         (repo / "params.yaml").write_text(original)
@@ -323,6 +332,29 @@ def test_record_model_cross_validated_scored_end_to_end_and_refitted(reproduced)
     variants = json.loads((repo / "metrics" / "record" / "cv_variants.json").read_text())["variants"]
     assert {"chosen", "+ second lead", "Kaggle beat rows"} <= set(variants)
     assert "| chosen |" in (repo / "reports" / "record_cv.md").read_text()
+
+
+def test_reference_model_carries_its_rules_drift_reference_and_figure(reproduced):
+    """The second record model: on the sinus reference, its rhythm rules chosen on the folds and stated
+    in both bundles, a drift reference of its measures, and the report's figure of it."""
+    from ecgbeats.modelling.bundle import load_bundle
+    from ecgbeats.operations.drift import RECORD_KEY_FEATURES
+
+    repo, _, _ = reproduced
+    cv = json.loads((repo / "metrics" / "record-reference" / "cv.json").read_text())
+    assert set(cv["rhythm_rules"]) == {"premature", "p_corr", "qrs_corr", "fibrillation"}
+    assert cv["pooled"]["macro_f1_nsvf"] >= cv["model_only"]["macro_f1_nsvf"]  # the rules off are a candidate
+    assert set(cv["per_record"]) == {"124", "201", "208"}
+    for name in ("record-reference-ds1", "record-reference"):
+        bundle = load_bundle(repo / "models" / name)
+        assert "reference" in bundle.record_config.groups
+        assert bundle.meta["rhythm_rules"] == cv["rhythm_rules"]
+        assert set(bundle.reference["features"]) == set(RECORD_KEY_FEATURES)
+    assert load_bundle(repo / "models" / "record").meta["rhythm_rules"]["premature"] is None  # no reference: off
+    shown = json.loads((repo / "metrics" / "record-reference" / "reference.json").read_text())
+    assert set(shown) == {"232", "213"}
+    assert (repo / "plots" / "record-reference" / "reference.png").stat().st_size > 10_000
+    assert "reference model" in (repo / "reports" / "modelling.md").read_text()
 
 
 def test_changing_a_split_param_reruns_only_that_split(reproduced):

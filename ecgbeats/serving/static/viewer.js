@@ -16,7 +16,7 @@
     model: null, // GET /v1/model
     recording: null, // {name, kind, fs, leads: [{name, values}], reference, info}
     result: null, // the API's answer (strip) or a strip-shaped summary of the beat rows' answer
-    beats: [], // [{index, r_peak, time_s, class_name, probabilities, rr_prev_s, rr_next_s}]
+    beats: [], // [{index, r_peak, time_s, class_name, probabilities, rr_prev_s, rr_next_s, rhythm}]
     times: null, // Float64Array of the beats' times, for the binary searches
     hovered: -1,
     selected: -1,
@@ -800,6 +800,7 @@
     const parts = [`at ${formatTime(state.times[i])} (sample ${beat.r_peak.toLocaleString()})`];
     if (beat.rr_prev_s !== null && beat.rr_prev_s !== undefined) parts.push(`RR before ${beat.rr_prev_s.toFixed(3)} s`);
     if (beat.rr_next_s !== null && beat.rr_next_s !== undefined) parts.push(`after ${beat.rr_next_s.toFixed(3)} s`);
+    if (beat.rhythm === "irregular_no_p") parts.push("in an irregular rhythm without P waves (atrial fibrillation or flutter)");
     if (rec.reference) {
       const tolerance = rec.kind === "beats" ? 0.5 / rec.fs : 0.15;
       const ref = rec.reference.find((r) => Math.abs(r.sample / rec.fs - state.times[i]) <= tolerance);
