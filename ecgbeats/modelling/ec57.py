@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from wfdb.processing import compare_annotations
 
-from ecgbeats.data.aami import CLASS_NAMES
+from ecgbeats.data.aami import CLASS_NAMES, SYMBOL_TO_LABEL
 from ecgbeats.modelling.evaluation import evaluate_predictions
 
 TOLERANCE_S = 0.15  # a detection within 150 ms of a reference beat is that beat (EC57)
@@ -81,3 +81,34 @@ def class_figures(labels: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
             for c in CLASS_NAMES
         },
     }  # fmt: skip
+
+
+def missed_by_class(symbols: np.ndarray, matched: np.ndarray) -> dict[str, int]:
+    """Reference beats never detected, by AAMI class (``other`` for beat symbols outside the classes):
+    ``symbols`` of every reference beat, ``matched`` the indices of those a detection matched."""
+    missed = np.ones(len(symbols), dtype=bool)
+    missed[np.asarray(matched, dtype=np.int64)] = False
+    out = {name: 0 for name in (*CLASS_NAMES, "other")}
+    for symbol in np.asarray(symbols, dtype=object)[missed]:
+        label = SYMBOL_TO_LABEL.get(str(symbol))
+        out["other" if label is None else CLASS_NAMES[label]] += 1
+    return out
+
+
+def false_pauses(
+    reference: np.ndarray, detected: np.ndarray, fs: float, pause_s: float, tolerance_s: float = TOLERANCE_S
+) -> list[dict[str, float]]:
+    """Detected RR intervals of at least ``pause_s`` that hold a reference beat (further than the matching
+    tolerance from both ends): a detector dropout a reader would take for a pause. Each with its start
+    (s), length (s) and the reference beats it hides."""
+    reference = np.sort(np.asarray(reference, dtype=np.int64))
+    detected = np.sort(np.asarray(detected, dtype=np.int64))
+    out: list[dict[str, float]] = []
+    slack = tolerance_s * fs
+    for start, stop in zip(detected[:-1], detected[1:], strict=True):
+        if (stop - start) / fs < pause_s:
+            continue
+        hidden = int(((reference > start + slack) & (reference < stop - slack)).sum())
+        if hidden:
+            out.append({"start_s": round(start / fs, 3), "length_s": round((stop - start) / fs, 3), "hidden": hidden})
+    return out

@@ -83,7 +83,8 @@ PRODUCT = ["download", "ingest", "split@kaggle", "split@interpatient", "impute@k
            "evaluate@kaggle-test", "evaluate@interpatient-test", "evaluate@interpatient-holdout", "shift",
            "record_beats", "crossval@record", "crossval@record-reference", "train_record@record",
            "train_record@record-reference", "evaluate@record-holdout", "evaluate@record-reference-holdout",
-           "ec57@record", "ec57@record-reference", "refit_record@record", "refit_record@record-reference"]  # fmt: skip
+           "ec57@record", "ec57@record-reference", "refit_record@record", "refit_record@record-reference",
+           "detection"]  # fmt: skip
 RECORD_CHAIN = ["crossval@record", "ec57@record", "evaluate@record-holdout", "refit_record@record",
                 "train_record@record"]  # fmt: skip
 REFERENCE_CHAIN = ["crossval@record-reference", "ec57@record-reference", "evaluate@record-reference-holdout",
