@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(ds1):,} DS1 beats of {ds1['record'].nunique()} records in {record['cv']['folds']} record-disjoint "
         "folds; each fold is predicted by a model that never saw its patients and early-stopped on another "
         "fold. Macro-F1 is over N, S, V and F; the figures are the trees' own, before the rhythm rules that "
-        "the crossval stage chooses for the chosen model (`metrics/record/cv.json`, `rhythm_rules`). Every "
+        f"the crossval stage chooses for the chosen model (`{args.out.parent.as_posix()}/cv.json`, `rhythm_rules`). Every "
         "variant uses the same folds, so a difference is judged "
         "against its own per-fold spread: `per fold vs chosen` is the mean of the five paired fold differences "
         "and its standard error; a difference within about two standard errors decides nothing. DS2 is not "
