@@ -26,15 +26,14 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import resample_poly
 
 from benchmarks import gqrs_compiled
 from ecgbeats.data.aami import BEAT_SYMBOLS, DS1, DS2
+from ecgbeats.data.beats import resample
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.data.mitdb import verify_directory
 from ecgbeats.modelling.ec57 import match_beats
@@ -99,13 +98,6 @@ SAME_AS: dict[str, tuple[str, Callable[[np.ndarray, float, np.ndarray, np.ndarra
 FAILED_SE = 0.5  # a record where a detector finds fewer than half of the beats counts as a failure
 
 
-def resampled(signal: np.ndarray, fs: float, rate: float) -> np.ndarray:
-    if rate == fs:
-        return signal
-    ratio = Fraction(rate) / Fraction(fs).limit_denominator(10_000)
-    return resample_poly(signal, ratio.numerator, ratio.denominator)
-
-
 def measure(raw: Path, records: list[str], rates: list[float], detectors: list[str]) -> pd.DataFrame:
     """One row per (record, rate, detector): reference, detected and matched beats, detection seconds."""
     warm = read_record_signals(raw, records[0])
@@ -117,7 +109,7 @@ def measure(raw: Path, records: list[str], rates: list[float], detectors: list[s
         symbols = np.asarray(rec.ann_symbols)
         reference = rec.ann_samples[np.isin(symbols, list(BEAT_SYMBOLS))]
         for rate in rates:
-            signal = resampled(rec.signal[:, 0], rec.fs, rate)
+            signal = resample(rec.signal[:, 0], rec.fs, rate)
             ref = np.round(reference * rate / rec.fs).astype(np.int64)
             outputs: dict[str, np.ndarray] = {}
             for name in detectors:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
+from ecgbeats.data.beats import resample
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.modelling.bundle import load_bundle
 from ecgbeats.modelling.ec57 import match_beats
@@ -47,8 +46,7 @@ def moved(scorer: Scorer, records: list[str], raw: Path) -> dict[str, dict[str, 
         base_t, base_c = classes(scorer, x, rec.fs)
         variants: dict[str, tuple[np.ndarray, float]] = {f"gain x{g:g}": (g * x, rec.fs) for g in GAINS}
         for rate in RATES:
-            ratio = Fraction(rate, int(rec.fs)).limit_denominator(1000)
-            variants[f"{rate} Hz"] = (resample_poly(x, ratio.numerator, ratio.denominator), float(rate))
+            variants[f"{rate} Hz"] = (resample(x, rec.fs, rate), float(rate))
         for name, (signal, fs) in variants.items():
             t, c = classes(scorer, signal, fs)
             match = match_beats(np.round(base_t * 1000), np.round(t * 1000), 1000.0, 0.05)

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     record = load_params("record", args.params)
     train = load_params("train", args.params)
     params = {**train, **record[args.model_key]["lightgbm"]}
-    columns = feature_columns(model_config(record, args.model_key))
+    config = model_config(record, args.model_key)
+    columns = feature_columns(config)
     beats = pd.read_parquet(args.data)
     y = beats["label"].to_numpy(dtype=np.int64)
     folds = patient_folds(beats["record"].to_numpy(), y, int(record["cv"]["folds"]), int(record["cv"]["seed"]))
@@ -51,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
              len(columns), folds.max() + 1)  # fmt: skip
     result = cross_validate(beats[columns], y, folds, params, seed=int(train["seed"]))
     model_only = evaluate_predictions(y, result["oof"], n_boot=0)
-    config = model_config(record, args.model_key)
     grid = rule_grid(record["rules"]) if "reference" in config.groups else rule_grid({})
     rules, candidates = choose_rules(y, result["oof"], beats, grid, config.reference)
     proba = rules.apply(result["oof"], beats, config.reference)

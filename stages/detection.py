@@ -15,15 +15,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from ecgbeats.data.aami import BEAT_SYMBOLS, CLASS_NAMES
+from ecgbeats.data.beats import resample
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.data.mitdb import verify_directory
 from ecgbeats.io import write_csv, write_json
@@ -37,10 +36,7 @@ log = logging.getLogger("stages.detection")
 
 def judge(lead: np.ndarray, fs: float, rate: int, reference: np.ndarray, symbols: np.ndarray, pause_s: float) -> dict:
     """One record's lead at ``rate``: detection figures, missed beats by class and false pauses (at ``fs``)."""
-    if rate != fs:
-        ratio = Fraction(rate) / Fraction(fs).limit_denominator(1000)
-        lead = resample_poly(lead, ratio.numerator, ratio.denominator)
-    quality = assess(lead, float(rate))
+    quality = assess(resample(lead, fs, rate), float(rate))
     first = quality.signal if quality.signal.ndim == 1 else quality.signal[:, 0]
     detected = np.round(detect_r_peaks(first, float(rate)) * fs / rate).astype(np.int64)
     match = match_beats(reference, detected, fs, TOLERANCE_S)

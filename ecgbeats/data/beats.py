@@ -47,13 +47,21 @@ def minmax_scale(segment: np.ndarray) -> np.ndarray:
     return (segment - low) / (high - low)
 
 
+def resample(signal: np.ndarray, fs: float, rate: float) -> np.ndarray:
+    """A signal at ``fs`` resampled to ``rate`` (``scipy.signal.resample_poly``: anti-aliased), along its
+    first axis; as it is when the rates are equal."""
+    if rate == fs:
+        return np.asarray(signal)
+    ratio = Fraction(rate).limit_denominator(10_000) / Fraction(fs).limit_denominator(10_000)
+    return resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator)
+
+
 def to_source_rate(signal: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Resample a signal (and move its peaks) to SOURCE_FS, where the beat procedure is defined."""
     signal = np.asarray(signal)
     if fs == SOURCE_FS:
         return signal, np.asarray(peaks, dtype=np.int64)
-    ratio = Fraction(SOURCE_FS) / Fraction(fs).limit_denominator(10_000)
-    resampled = resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator)
+    resampled = resample(signal, fs, SOURCE_FS)
     moved = np.round(np.asarray(peaks, dtype=np.float64) * SOURCE_FS / fs).astype(np.int64)
     return resampled, np.clip(moved, 0, len(resampled) - 1)
 

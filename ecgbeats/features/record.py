@@ -179,21 +179,10 @@ def rhythm_features(peaks: np.ndarray, config: RecordBeatConfig) -> dict[str, np
     patient = _rolling_median(by_time, f"{int(round(config.patient_window_s * 1000))}ms")
     successive = pd.Series(np.abs(np.diff(rr_prev, prepend=np.nan)))
     irregular = _rolling_median(successive, config.recent_beats)
-    # several references side by side: a mean moves with pauses and ectopic runs where a median does
-    # not, an upper percentile stays near the sinus rate when early beats are the majority
-    mean_recent = pd.Series(rr_prev).rolling(config.recent_beats, min_periods=1).mean().to_numpy()
-    mean_patient = by_time.rolling(f"{int(round(config.patient_window_s * 1000))}ms", min_periods=1).mean().to_numpy()
-    upper = pd.Series(rr_prev).rolling(UPPER_BEATS, min_periods=1).quantile(UPPER_QUANTILE).to_numpy()
     if n == 0:
-        recent = patient = irregular = mean_recent = mean_patient = upper = np.zeros(0)
+        recent = patient = irregular = np.zeros(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {
-            "rr_prev_mean_recent": rr_prev / mean_recent,
-            "rr_next_mean_recent": rr_next / mean_recent,
-            "rr_prev_mean_patient": rr_prev / mean_patient,
-            "rr_prev_upper": rr_prev / upper,
-            "rr_next_upper": rr_next / upper,
-            "rr_prev_before": rr_prev / np.concatenate([[np.nan], rr_prev[:-1]]) if n else np.zeros(0),
             "rr_prev": rr_prev,
             "rr_next": rr_next,
             "rr_recent": recent,
@@ -207,6 +196,23 @@ def rhythm_features(peaks: np.ndarray, config: RecordBeatConfig) -> dict[str, np
             "rr_next_patient": rr_next / patient,
             "rr_recent_patient": recent / patient,
         }
+        if "rhythm_refs" in config.groups:
+            # several references side by side: a mean moves with pauses and ectopic runs where a median
+            # does not, an upper percentile stays near the sinus rate when early beats are the majority
+            mean_recent = pd.Series(rr_prev).rolling(config.recent_beats, min_periods=1).mean().to_numpy()
+            window = f"{int(round(config.patient_window_s * 1000))}ms"
+            mean_patient = by_time.rolling(window, min_periods=1).mean().to_numpy()
+            upper = pd.Series(rr_prev).rolling(UPPER_BEATS, min_periods=1).quantile(UPPER_QUANTILE).to_numpy()
+            if n == 0:
+                mean_recent = mean_patient = upper = np.zeros(0)
+            out |= {
+                "rr_prev_mean_recent": rr_prev / mean_recent,
+                "rr_next_mean_recent": rr_next / mean_recent,
+                "rr_prev_mean_patient": rr_prev / mean_patient,
+                "rr_prev_upper": rr_prev / upper,
+                "rr_next_upper": rr_next / upper,
+                "rr_prev_before": rr_prev / np.concatenate([[np.nan], rr_prev[:-1]]) if n else np.zeros(0),
+            }
     return out
 
 
@@ -354,8 +360,10 @@ def record_features(
     # keep the order (refinement can make two close peaks cross)
     refined = np.maximum.accumulate(refined) if len(refined) else refined
     parts: dict[str, np.ndarray] = {}
-    rhythm = rhythm_features(refined.astype(np.float64), config)
-    if {"rhythm", "patient_rhythm", "rhythm_refs"} & set(config.groups):
+    # the RR intervals: the rhythm groups' own, and the sinus reference's input
+    needs_rhythm = {"rhythm", "patient_rhythm", "rhythm_refs", "reference"} & set(config.groups)
+    rhythm = rhythm_features(refined.astype(np.float64), config) if needs_rhythm else {}
+    if needs_rhythm:
         keep = {
             "rhythm": ("rr_prev", "rr_next", "rr_recent", "rr_prev_recent", "rr_next_recent", "rr_next_prev",
                        "rr_pause_recent", "rr_irregularity"),

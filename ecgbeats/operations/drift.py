@@ -66,6 +66,8 @@ RECORD_KEY_FEATURES: dict[str, str] = {
     "ctx_irregularity": "irregularity of the preceding RR intervals (atrial fibrillation raises it)",
 }
 
+DESCRIPTIONS = {**KEY_FEATURES, **RECORD_KEY_FEATURES}  # every key feature a profile may hold
+
 
 def key_feature_values(
     samples: np.ndarray | None = None,
@@ -240,10 +242,7 @@ def build_profile(
         "n_beats": int(len(frame)),
         "n_bins": n_bins,
         "thresholds": {"psi_moderate": PSI_MODERATE, "psi_major": PSI_MAJOR},
-        "features": {
-            name: {"description": {**KEY_FEATURES, **RECORD_KEY_FEATURES}[name], **feature_profile(keys[name], n_bins)}
-            for name in keys
-        },
+        "features": {name: {"description": DESCRIPTIONS[name], **feature_profile(keys[name], n_bins)} for name in keys},
         "class_mix": {
             "class_names": list(class_names),
             "shares": [round(float(v), 8) for v in class_shares(predicted, len(class_names))],
@@ -336,8 +335,7 @@ def compare(
     thresholds = profile.get("thresholds", {})
     moderate = float(moderate if moderate is not None else thresholds.get("psi_moderate", PSI_MODERATE))
     major = float(major if major is not None else thresholds.get("psi_major", PSI_MAJOR))
-    known = set(KEY_FEATURES) | set(RECORD_KEY_FEATURES)
-    keys = frame if len(frame.columns) and set(frame.columns) <= known else key_features(frame)
+    keys = frame if len(frame.columns) and set(frame.columns) <= set(DESCRIPTIONS) else key_features(frame)
     scores = score(profile, keys, predicted)
     features = {
         name: {

@@ -24,22 +24,30 @@ SCORED = "213"
 CONFIG = RecordBeatConfig(template_beats=10)
 
 
+def fit_record_bundle(path, config: RecordBeatConfig, **meta):
+    """A record bundle fitted on the fixture's training records, measured with ``config``."""
+    table = annotated_table(FIXTURE_MIRROR, TRAIN_RECORDS, config, progress=False)
+    columns = feature_columns(config)
+    booster = fit_booster(table[columns], table["label"].to_numpy(), FIXTURE_TRAIN_PARAMS, seed=0, num_boost_round=20)
+    save_bundle(
+        path,
+        booster,
+        {
+            "protocol": "interpatient",
+            "class_names": list(CLASS_NAMES),
+            "preprocessing": {"representation": "record", **config.to_dict()},
+            "patient_context": {"history_seconds": config.history_seconds},
+            "features": {"groups": list(config.groups), "columns": columns, "tsfresh": None},
+            "provenance": {"ecgbeats_version": "0.1.0"},
+            **meta,
+        },
+    )
+    return path
+
+
 @pytest.fixture(scope="module")
 def record_bundle(tmp_path_factory):
-    table = annotated_table(FIXTURE_MIRROR, TRAIN_RECORDS, CONFIG, progress=False)
-    columns = feature_columns(CONFIG)
-    booster = fit_booster(table[columns], table["label"].to_numpy(), FIXTURE_TRAIN_PARAMS, seed=0, num_boost_round=20)
-    path = tmp_path_factory.mktemp("record") / "bundle"
-    meta = {
-        "protocol": "interpatient",
-        "class_names": list(CLASS_NAMES),
-        "preprocessing": {"representation": "record", **CONFIG.to_dict()},
-        "patient_context": {"history_seconds": CONFIG.history_seconds},
-        "features": {"groups": list(CONFIG.groups), "columns": columns, "tsfresh": None},
-        "provenance": {"ecgbeats_version": "0.1.0"},
-    }
-    save_bundle(path, booster, meta)
-    return path
+    return fit_record_bundle(tmp_path_factory.mktemp("record") / "bundle", CONFIG)
 
 
 @pytest.fixture
@@ -143,21 +151,8 @@ RULES = {"premature": 0.7, "p_corr": None, "qrs_corr": 0.9, "fibrillation": True
 @pytest.fixture(scope="module")
 def reference_bundle(tmp_path_factory):
     """A record model on the sinus reference measures, with the rhythm rules in its bundle."""
-    table = annotated_table(FIXTURE_MIRROR, TRAIN_RECORDS, REFERENCE_CONFIG, progress=False)
-    columns = feature_columns(REFERENCE_CONFIG)
-    booster = fit_booster(table[columns], table["label"].to_numpy(), FIXTURE_TRAIN_PARAMS, seed=0, num_boost_round=20)
     path = tmp_path_factory.mktemp("record-reference") / "bundle"
-    meta = {
-        "protocol": "interpatient",
-        "class_names": list(CLASS_NAMES),
-        "preprocessing": {"representation": "record", **REFERENCE_CONFIG.to_dict()},
-        "patient_context": {"history_seconds": REFERENCE_CONFIG.history_seconds},
-        "features": {"groups": list(REFERENCE_CONFIG.groups), "columns": columns, "tsfresh": None},
-        "rhythm_rules": RULES,
-        "provenance": {"ecgbeats_version": "0.1.0"},
-    }
-    save_bundle(path, booster, meta)
-    return path
+    return fit_record_bundle(path, REFERENCE_CONFIG, rhythm_rules=RULES)
 
 
 def test_the_rhythm_rules_and_context_reach_every_answer(reference_bundle, tmp_path):
