@@ -70,7 +70,7 @@ bench-strip: $(INSTALLED) ## raw ECG end to end with the served record model: wh
 bench-holter: $(INSTALLED) ## a 24-hour recording (the 48 records end to end, WFDB and EDF) through the batch CLI: streamed vs whole
 	$(BIN)/python -m benchmarks.bench_holter --model $(SERVE_MODEL) --mirror $${MITDB_MIRROR:-data/raw/mitdb}
 
-bench-detectors: $(INSTALLED) ## QRS detectors (XQRS, GQRS, NeuroKit2, sleepecg) on the 48 records at 250/360/500/1000 Hz
+bench-detectors: $(INSTALLED) ## QRS detectors (the service's, XQRS, GQRS, NeuroKit2, sleepecg) on the 48 records at 250/360/500/1000 Hz
 	$(BIN)/pip install --quiet sleepecg==0.6.0 neurokit2==0.3.0 -c constraints.txt  # the benchmark's own
 	$(BIN)/python -m benchmarks.bench_detectors --raw data/raw/mitdb
 

@@ -5,7 +5,7 @@ judges the strip in 10-s windows; the table gives the share of windows called un
 and how many strips are refused outright. Then:
 
 - spikes: a 50 mV pop each second on the first 5 minutes: R peaks found within 150 ms of the
-  annotated beats by XQRS, on the clean, the spiked, and the bridged signal;
+  annotated beats by the service's detector, on the clean, the spiked, and the bridged signal;
 - polarity: the first lead inverted, whole records: how often the service's strip path flips it back,
   and (with ``--model``, a record bundle) how many beats keep their class.
 

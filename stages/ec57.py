@@ -1,6 +1,6 @@
 """Stage ec57: the record model as a whole analyser on the DS2 patients' raw records.
 
-Each whole record goes through the service's own strip path (``Scorer.score_strip``: XQRS detection,
+Each whole record goes through the service's own strip path (``Scorer.score_strip``: R-peak detection on both leads,
 the record measurement, the model); each detected beat is matched to a reference beat within 150 ms
 (``ecgbeats.modelling.ec57``). QRS detection and class figures, gross and per record.
 """
@@ -31,8 +31,7 @@ log = logging.getLogger("stages.ec57")
 def score_record(scorer: Scorer, directory: Path, record: str) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
     """Detection figures of one record, and the labels and probabilities of its matched AAMI beats."""
     rec = read_record_signals(directory, record)
-    result = scorer.score_strip(rec.signal[:, : scorer.record_config.leads] if scorer.record_config else rec.signal,
-                                rec.fs)  # fmt: skip
+    result = scorer.score_strip(rec.signal[:, :2], rec.fs)  # both leads, as a device sends them
     symbols = np.asarray(rec.ann_symbols, dtype=object)
     is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
     reference, ref_symbols = rec.ann_samples[is_beat], symbols[is_beat]

@@ -1,8 +1,8 @@
 """A stretch of a recording with its reference beat and each beat's class: the modelling report's figure.
 
 Each record of ``record.figure.records`` (``RECORD:START_S``) goes whole through the service's strip path
-with a DS1-only record model (``Scorer.score_strip``); the figure shows ``record.figure.seconds`` of its
-first lead from that start, every
+with a DS1-only record model (``Scorer.score_strip``, both leads); the figure shows ``record.figure.seconds``
+of its first lead from that start, every
 detected beat marked with its class (colour), the reference annotation's class above it, and under it
 the beat's RR against the recording's sinus reference (``rr_prev_ref``) and whether its QRS is the
 reference's (``ref_qrs_corr`` at least 0.9: a filled marker). The same figures per record go to JSON.
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for ax, spec in zip(axes[:, 0], records, strict=True):
         record, _, start_s = spec.partition(":")
         rec = read_record_signals(args.raw, record)
-        result = scorer.score_strip(rec.signal[:, :1], rec.fs)
+        result = scorer.score_strip(rec.signal[:, :2], rec.fs)  # both leads, as the EC57 stage
         beats, codes = result.beats, result.predictions.codes
         symbols = np.asarray(rec.ann_symbols, dtype=object)
         annotated = np.isin(symbols, list(SYMBOL_TO_LABEL))

@@ -126,8 +126,9 @@ def request_models(settings: Settings) -> tuple[type[BaseModel], type[BaseModel]
         )
         second_lead: list[mv] | None = Field(
             None,
-            description="optional second lead in mV, as many samples as signal (MIT-BIH: V1, V2, V4 or V5); "
-            "a two-lead record model measures its beats on it too, and treats it as unknown without it",
+            description="optional second lead in mV, as many samples as signal (MIT-BIH: V1, V2, V4 or V5): "
+            "the R-peak detector checks its beats against it (fewer missed and extra beats), and a two-lead "
+            "record model measures its beats on it too (treating it as unknown without it)",
         )
 
         @field_validator("second_lead")
@@ -180,6 +181,12 @@ class StripBeat(BeatPrediction):
         "",
         description="the rhythm context of a record model with the reference measures: `irregular_no_p` where "
         "the preceding beats are irregular and mostly without P waves (atrial fibrillation or flutter), else empty",
+    )
+    rr_check: str = Field(
+        "",
+        description="a doubt about the RR interval before this beat, longer than 1.8 times the running RR: "
+        "`possible_missed_beat` where QRS-like activity inside it was not taken for a beat (not a pause: "
+        "look at the strip), `unusable_signal` where it crosses an unusable stretch; empty otherwise",
     )
 
 
@@ -764,6 +771,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rr_prev = np.diff(result.peaks, prepend=np.nan)[at] / fs
         rr_next = np.diff(result.peaks, append=np.nan)[at] / fs
         rhythm = beats["rhythm"].to_numpy() if "rhythm" in beats else None
+        rr_check = beats["rr_check"].to_numpy()
         return {
             "model": {"version": scorer.version, "digest": scorer.digest},
             "summary": summary,
@@ -778,6 +786,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "class_name": names[i],
                     "probabilities": probabilities[i],
                     "rhythm": str(rhythm[i]) if rhythm is not None else "",
+                    "rr_check": str(rr_check[i]),
                 }
                 for i, code in enumerate(result.predictions.codes)
             ],

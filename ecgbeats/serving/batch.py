@@ -8,10 +8,10 @@ Inputs:
 - CSV: the published Kaggle format (no header; 187 values, optionally a 188th label column), or a
   CSV with a header row naming at least ``s000``..``s186``;
 - a WFDB record (``path/to/208`` or ``path/to/208.hea``): the first channel (``--channel``) in mV,
-  R peaks detected by XQRS as the API does (``--peaks detect``), or the annotated beats exactly
-  as ``ingest`` cuts them (``--peaks annotations``, needs the ``.atr`` file). A record model (the
-  default served one) measures each beat on the record itself, on both leads (``--second-channel``),
-  and takes only recordings;
+  R peaks detected as the API does, checked against a second lead (``--second-channel``; default: the
+  first other channel) (``--peaks detect``), or the annotated beats exactly as ``ingest`` cuts them
+  (``--peaks annotations``, needs the ``.atr`` file). A record model (the default served one) measures
+  each beat on the record itself (a two-lead one on both leads) and takes only recordings;
 - an EDF or EDF+C file (``.edf``, what Holter systems export), read lazily by ``edfio``: the lead
   ``--channel`` by index or label (``ECG1``), converted to mV from its physical dimension (mV, uV or V;
   any other unit is refused), R peaks detected as for WFDB.
@@ -66,7 +66,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 5000
 MAX_LOGGED_ERRORS = 20
 # columns carried from the input into the predictions when present
-CARRIED = ["record", "beat_index", "r_peak", "r_refined", "time_s", "symbol", "label", "length", *RR_COLUMNS, "rhythm"]
+CARRIED = [
+    "record", "beat_index", "r_peak", "r_refined", "time_s", "symbol", "label", "length", *RR_COLUMNS, "rhythm",
+    "rr_check",
+]  # fmt: skip
 PROBLEM = "_problem"
 
 
@@ -290,10 +293,11 @@ def _scales(where: str, labels: list[str], units: list[str], channels: list[int]
 def _channels(
     where: str, scorer: Scorer, labels: list[str], units: list[str], channel: str | int, second: str | int | None
 ) -> list[int]:
-    """The lead to detect on, and for a two-lead record model the second lead (default: the first other
-    channel in a voltage unit; ``-1``: none, its measures are then unknown)."""
+    """The lead to detect on, and the second lead (default: the first other channel in a voltage unit;
+    ``-1``: none): the detector checks its beats against it, and a two-lead record model measures on it
+    (its measures are unknown without it)."""
     channels = [_pick_channel(channel, labels, where)]
-    if scorer.record_config is not None and scorer.record_config.leads == 2 and str(second) != "-1":
+    if str(second) != "-1":
         if second is None:
             other = [i for i in range(len(labels)) if i != channels[0] and units[i].strip().lower() in VOLT_SCALE]
             channels += other[:1]
@@ -627,8 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--second-channel",
         default=None,
-        help="WFDB/EDF input, two-lead record model: the second lead by index or label (default: "
-        "the first other channel in mV, uV or V; -1: none, its measures are then unknown)",
+        help="WFDB/EDF input: the second lead by index or label, which the detector checks beats against and "
+        "a two-lead record model measures on (default: the first other channel in mV, uV or V; -1: none)",
     )
     parser.add_argument(
         "--segment-seconds",

@@ -1,7 +1,8 @@
 """The one code path from beats, or from a raw ECG strip, to class predictions.
 
 Both the HTTP service and the batch CLI call :class:`Scorer`; neither builds features or calls the
-booster itself. R peaks of a strip are found by wfdb's XQRS detector (``ecgbeats.processing.detection``).
+booster itself. R peaks of a strip are found by GQRS, checked against the second lead
+(``ecgbeats.processing.detection``).
 A beat-row bundle then cuts the strip by ``ecgbeats.data.beats.cut_beats`` (the function ``ingest``
 uses), with RR intervals from ``ecgbeats.data.beats.rr_intervals``; a record bundle measures every
 beat on the strip by ``ecgbeats.features.record.record_features`` (the function its training beats
@@ -154,12 +155,12 @@ class StripResult:
 
 
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
-    """R peaks of a single-lead strip (in millivolts): ``ecgbeats.processing.detection.detect_r_peaks``
-    (wfdb's XQRS), with its failures as the strip's fault."""
+    """R peaks of a strip ((samples,) or (samples, leads), in millivolts):
+    ``ecgbeats.processing.detection.detect_r_peaks``, with its failures as the strip's fault."""
     try:
         return detection.detect_r_peaks(signal, fs)
-    except Exception as err:  # XQRS fails in its own ways on degenerate strips; that is the input's fault
-        log.warning("XQRS failed on a %d-sample strip at %g Hz", len(signal), fs, exc_info=True)
+    except Exception as err:  # a detector fails in its own ways on degenerate strips; that is the input's fault
+        log.warning("R-peak detection failed on a %d-sample strip at %g Hz", len(signal), fs, exc_info=True)
         raise ScoringError("signal", f"R-peak detection failed on this strip: {err}") from err
 
 
@@ -258,7 +259,8 @@ class Scorer:
 
         ``signal`` is one lead, (samples,), or (samples, leads) with the record model's second lead.
         Its quality is judged first (``ecgbeats.processing.quality``: spikes bridged, an inverted first
-        lead flipped, a strip with no usable stretch refused); R peaks are detected on the first lead.
+        lead flipped, a strip with no usable stretch refused); R peaks are detected on the first lead,
+        checked against the second when there is one (``ecgbeats.processing.detection``).
         A ``beat`` bundle cuts Kaggle beat rows from the first lead (every peak but the last); a
         ``record`` bundle measures every peak on the raw signal (``ecgbeats.features.record.record_features``,
         as its training beats were). The table's ``unscored`` column names why a beat in an unusable
@@ -270,8 +272,7 @@ class Scorer:
             quality = assess(signal, fs, self.quality_config)
         except UnusableSignal as err:
             raise ScoringError("signal", str(err)) from None
-        first = quality.signal if quality.signal.ndim == 1 else quality.signal[:, 0]
-        peaks = detect_r_peaks(first, fs)
+        peaks = detect_r_peaks(quality.signal, fs)
         if len(peaks) < MIN_PEAKS:
             raise ScoringError(
                 "signal", f"found {len(peaks)} R peak(s) in the strip; at least {MIN_PEAKS} are needed for a beat"
@@ -282,8 +283,13 @@ class Scorer:
     def measure_beats(
         self, quality: StripQuality, peaks: np.ndarray, fs: float
     ) -> tuple[np.ndarray, pd.DataFrame, StripQuality]:
-        """The beat table at detected ``peaks`` of a judged (and oriented) strip: :meth:`strip_beats`' last step."""
+        """The beat table at detected ``peaks`` of a judged (and oriented) strip: :meth:`strip_beats`' last step.
+
+        Its ``rr_check`` column doubts the RR interval before a beat where a long one may hide a missed
+        beat (``ecgbeats.processing.detection.rr_checks``)."""
         signal = quality.signal
+        first = signal if signal.ndim == 1 else signal[:, 0]
+        checks = detection.rr_checks(first, fs, peaks, [(seg.start, seg.end) for seg in quality.unusable])
         if self.record_config is not None:
             refined, beats = record_features(signal, fs, peaks, self.record_config)
             beats.insert(0, "time_s", refined / fs)
@@ -293,15 +299,16 @@ class Scorer:
                     beats["ctx_irregularity"].to_numpy(), beats["ctx_no_p_share"].to_numpy(),
                     self.record_config.reference,
                 )  # fmt: skip
+            beats["rr_check"] = checks
             beats["unscored"] = quality.beat_reasons(refined)
             return refined, beats, quality
-        signal = signal if signal.ndim == 1 else signal[:, 0]
-        cut = cut_beats(signal, fs, peaks)
+        cut = cut_beats(first, fs, peaks)
         assert self.local_rr_beats is not None  # a beat bundle's
         rr = {key: values[:-1] for key, values in rr_intervals(peaks, fs, self.local_rr_beats).items()}
         beats = beat_frame(cut.samples, lengths=cut.lengths, rr=rr)
         beats.insert(0, "time_s", peaks[:-1] / fs)
         beats.insert(0, "r_peak", peaks[:-1])
+        beats["rr_check"] = checks[:-1]
         beats["unscored"] = quality.beat_reasons(peaks[:-1])
         return peaks, beats, quality
 

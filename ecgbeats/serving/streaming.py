@@ -7,10 +7,9 @@ steps of :meth:`ecgbeats.serving.scoring.Scorer.strip_beats`, on a context wider
 1. **judged and detected** on ``[start - DETECT_PAD_S, stop + DETECT_PAD_S]``: the quality check
    (``ecgbeats.processing.quality.assess``; both the grid and the pad are whole 10-s quality windows, so
    every window lies on the recording's own 10-s grid) and the R-peak detector. The detector starts
-   afresh in every context (XQRS learns its thresholds on the first beats it sees, which the pad
-   holds); only the R peaks inside the segment are kept, and a peak closer than the detector's
-   refractory period to the previous segment's last one is dropped. The spike-bridged signal of the
-   segment is kept;
+   afresh in every context (its checks look back over the last 8 beats, which the pad holds); only
+   the R peaks inside the segment are kept, and a peak closer than the detector's refractory period
+   to the previous segment's last one is dropped. The spike-bridged signal of the segment is kept;
 2. **measured** on ``[start - history, stop + AFTER_S]`` of that bridged signal with every kept R peak
    in it: the features of a record model look back ``history_seconds`` (the patient's rhythm) and need
    the next R peak and ``latency_seconds`` after a beat; the first lead is oriented on this context
@@ -25,8 +24,9 @@ by the segment and its contexts (about ``history + 2 * segment_s`` seconds of si
 of one segment), not by the recording's length.
 
 What is not: a segmented recording is not the one-piece detection of the whole signal
-(``segment_s=None``, the service's strips): near a segment's edges XQRS's adaptive thresholds have
-had less signal to learn from. ``benchmarks/bench_holter.py`` measures how often the two differ.
+(``segment_s=None``, the service's strips): near a segment's edges GQRS's adaptive thresholds and
+the detector's checks have had less signal to learn from. ``benchmarks/bench_holter.py`` measures how
+often the two differ.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ log = logging.getLogger(__name__)
 # the grid: 30 minutes. Each segment is measured with 310 s of history before it, so a shorter one
 # repeats more of the measuring (300-s segments measure every sample about twice); memory grows with it
 SEGMENT_S = 1800.0
-DETECT_PAD_S = 10.0  # detector context either side: XQRS learns on its first 8 beats (a whole quality window)
+DETECT_PAD_S = 10.0  # detector context either side: its checks look back 8 beats (a whole quality window)
 AFTER_S = 10.0  # measuring context after a segment: the last beat's next R peak (an RR up to ~9 s) and latency
 HISTORY_MARGIN_S = 10.0  # beyond the features' look-back: the first peaks of a context sit in filter edges
 BEAT_HISTORY_S = 60.0  # beat-row bundles: the local rhythm of a few preceding beats
-REFRACTORY_S = 0.2  # XQRS's own refractory period: closer peaks are one beat seen by two segments
+REFRACTORY_S = 0.2  # closer peaks are one beat seen by two segments (no two beats are this close)
 
 
 @dataclass
@@ -208,9 +208,8 @@ def _detect(
             "unusable_all": True,
         }  # fmt: skip
         return np.zeros(0, dtype=np.int64), np.asarray(context, dtype=np.float64), info
-    first = quality.signal if quality.signal.ndim == 1 else quality.signal[:, 0]
     try:
-        found = scoring.detect_r_peaks(first, fs) + lo
+        found = scoring.detect_r_peaks(quality.signal, fs) + lo
     except scoring.ScoringError as err:
         raise scoring.ScoringError("signal", f"at {start / fs:.0f}-{stop / fs:.0f} s: {err.message}") from err
     spikes = sum(1 for seg in quality.unusable if seg.reason == "spike" and start <= seg.start + lo < stop)

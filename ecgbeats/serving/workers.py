@@ -1,6 +1,6 @@
 """Strips are scored in worker processes, so a long strip never holds the service's interpreter.
 
-Scoring a 30-minute strip takes a fraction of a second of CPU, some of it Python (XQRS's filters and
+Scoring a 30-minute strip takes a fraction of a second of CPU, some of it Python (the detector's filters and
 the feature table): in a thread it holds the GIL, and one-beat requests, ``/health`` and the event
 loop wait for it. Each worker process loads the same verified bundle once (the pin checked again) and
 runs ``Scorer.score_strip``; the parent gets the result and the features the model saw, and feeds its

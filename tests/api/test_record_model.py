@@ -52,7 +52,7 @@ def record_bundle(tmp_path_factory):
 
 @pytest.fixture
 def annotated_detector(monkeypatch):
-    """XQRS replaced by the record's own annotated beats: the strip path then sees the training peaks."""
+    """The detector replaced by the record's own annotated beats: the strip path then sees the training peaks."""
     from ecgbeats.data.aami import BEAT_SYMBOLS
 
     rec = read_record_signals(FIXTURE_MIRROR, SCORED)
@@ -187,3 +187,29 @@ def test_the_rhythm_rules_and_context_reach_every_answer(reference_bundle, tmp_p
     batch.run(FIXTURE_MIRROR / SCORED, out, scorer, second_channel=-1, progress=False)
     scored = pd.read_parquet(out)
     assert "rhythm" in scored and len(scored) == len(result.beats)
+
+
+def test_a_long_rr_that_may_hide_a_missed_beat_is_flagged_in_every_answer(record_bundle, tmp_path):
+    import httpx
+    import wfdb
+
+    fs = 360.0
+    t = np.arange(int(60 * fs)) / fs
+    times = np.arange(1.0, 59.0, 0.8)
+    small = 40  # a beat a fifth of the others' height: the detector misses it, and the RR over it doubles
+    lead = sum((0.2 if k == small else 1.0) * np.exp(-(((t - at) / 0.012) ** 2)) for k, at in enumerate(times))
+    lead = np.round(lead + np.random.default_rng(0).normal(0, 0.005, len(t)), 3)
+    result = Scorer(load_bundle(record_bundle)).score_strip(lead, fs)
+    flagged = result.beats[result.beats["rr_check"] != ""]
+    assert flagged["rr_check"].tolist() == ["possible_missed_beat"]
+    assert abs(flagged["time_s"].iat[0] - times[small + 1]) < 0.05
+    assert not np.any(np.abs(result.beats["time_s"].to_numpy() - times[small]) < 0.1)
+    with running_server(tmp_path / "server.log", model_dir=record_bundle) as base:
+        response = httpx.post(f"{base}/v1/ecg:classify", json={"fs": fs, "signal": lead.tolist()}, timeout=60)
+        assert response.status_code == 200, response.text
+        assert [b["rr_check"] for b in response.json()["beats"]] == result.beats["rr_check"].tolist()
+    wfdb.wrsamp("strip", fs=fs, units=["mV"], sig_name=["MLII"], p_signal=lead[:, None], fmt=["16"],
+                adc_gain=[1000.0], baseline=[0], write_dir=str(tmp_path))  # fmt: skip
+    out = tmp_path / "scored.parquet"
+    batch.run(tmp_path / "strip", out, Scorer(load_bundle(record_bundle)), progress=False)
+    assert pd.read_parquet(out)["rr_check"].tolist() == result.beats["rr_check"].tolist()

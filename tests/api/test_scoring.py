@@ -93,7 +93,7 @@ def test_strip_path_cuts_exactly_as_ingest_at_the_same_peaks(scorer, monkeypatch
 
 
 def test_detected_strip_classes_agree_with_the_annotated_beats(scorer):
-    """XQRS on fixture records 213 and 232: most annotated beats are found and classed alike."""
+    """The detector on fixture records 213 and 232: most annotated beats are found and classed alike."""
     found = agreed = total = 0
     for record in ("213", "232"):
         annotated = record_beats(FIXTURE_MIRROR, record)

@@ -8,7 +8,7 @@ import numpy as np
 from ecgbeats.data.aami import BEAT_SYMBOLS
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.modelling.ec57 import false_pauses, match_beats, missed_by_class
-from stages.detection import judge
+from stages.detection import flutter_episodes, judge
 from tests.conftest import FIXTURE_MIRROR
 
 FS = 360
@@ -35,13 +35,32 @@ def test_the_service_detection_on_a_fixture_record_is_judged_at_every_rate():
     symbols = np.asarray(rec.ann_symbols, dtype=object)
     is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
     reference = rec.ann_samples[is_beat]
-    at_360 = judge(rec.signal[:, 0], rec.fs, 360, reference, symbols[is_beat], 2.0)
+    at_360 = judge(rec.signal, rec.fs, 360, reference, symbols[is_beat], 2.0, [])
     assert at_360["reference_beats"] == len(reference)
     assert at_360["reference_beats"] - at_360["matched"] == sum(at_360["missed_by_class"].values())
     assert at_360["qrs_Se"] > 0.9 and at_360["qrs_+P"] > 0.9
-    at_250 = judge(rec.signal[:, 0], rec.fs, 250, reference, symbols[is_beat], 2.0)
+    at_250 = judge(rec.signal, rec.fs, 250, reference, symbols[is_beat], 2.0, [])
     assert abs(at_250["matched"] - at_360["matched"]) < 0.05 * len(reference)
     # the peaks are judged at the record's own rate whatever the detection's: a matched count is a count of
     # reference beats, the same ones EC57 matches
     assert at_250["reference_beats"] == at_360["reference_beats"]
     assert match_beats(reference, reference, rec.fs).missed == 0
+    # one lead alone is judged the same way
+    alone = judge(rec.signal[:, 0], rec.fs, 360, reference, symbols[is_beat], 2.0, [])
+    assert alone["reference_beats"] == len(reference) and alone["qrs_Se"] > 0.9
+
+
+def test_extra_beats_inside_a_flutter_episode_are_counted_apart():
+    samples = np.array([100, 500, 900, 1300, 1700])
+    symbols = np.array(["N", "[", "!", "]", "N"], dtype=object)
+    assert flutter_episodes(samples, symbols) == [(500, 1300)]
+    rec = read_record_signals(FIXTURE_MIRROR, "213")
+    symbols = np.asarray(rec.ann_symbols, dtype=object)
+    is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
+    reference = rec.ann_samples[is_beat]
+    plain = judge(rec.signal, rec.fs, 360, reference, symbols[is_beat], 2.0, [])
+    # the reference beats of a stretch removed, as a flutter episode holds none: what is found there is extra
+    cut = (reference > 10 * FS) & (reference < 20 * FS)
+    figures = judge(rec.signal, rec.fs, 360, reference[~cut], symbols[is_beat][~cut], 2.0, [(10 * FS, 20 * FS)])
+    assert figures["extra"] - plain["extra"] == int(cut.sum())
+    assert figures["extra_in_flutter"] == int(cut.sum())

@@ -16,7 +16,7 @@
     model: null, // GET /v1/model
     recording: null, // {name, kind, fs, leads: [{name, values}], reference, info}
     result: null, // the API's answer (strip) or a strip-shaped summary of the beat rows' answer
-    beats: [], // [{index, r_peak, time_s, class_name, probabilities, rr_prev_s, rr_next_s, rhythm}]
+    beats: [], // [{index, r_peak, time_s, class_name, probabilities, rr_prev_s, rr_next_s, rhythm, rr_check}]
     times: null, // Float64Array of the beats' times, for the binary searches
     hovered: -1,
     selected: -1,
@@ -84,11 +84,6 @@
       el.textContent = `model: unavailable (${hint}${err.status ? `HTTP ${err.status}: ` : ""}${err.message})`;
       el.classList.add("bad");
     }
-  }
-
-  function modelLeads() {
-    const pre = state.model && state.model.preprocessing;
-    return pre && pre.leads === 2 ? 2 : 1;
   }
 
   // ------------------------------------------------------------------ status and errors
@@ -231,7 +226,8 @@
       );
     }
     const body = { fs: rec.fs, signal: Array.from(rec.leads[0].values.subarray(0, length)) };
-    if (rec.leads.length > 1 && modelLeads() === 2) body.second_lead = Array.from(rec.leads[1].values.subarray(0, length));
+    // the detector checks its beats against a second lead (and a two-lead model measures on it)
+    if (rec.leads.length > 1) body.second_lead = Array.from(rec.leads[1].values.subarray(0, length));
     const answer = await api("/v1/ecg:classify", body);
     return { answer, beats: answer.beats, unscored: answer.unscored || [] };
   }
@@ -801,6 +797,8 @@
     if (beat.rr_prev_s !== null && beat.rr_prev_s !== undefined) parts.push(`RR before ${beat.rr_prev_s.toFixed(3)} s`);
     if (beat.rr_next_s !== null && beat.rr_next_s !== undefined) parts.push(`after ${beat.rr_next_s.toFixed(3)} s`);
     if (beat.rhythm === "irregular_no_p") parts.push("in an irregular rhythm without P waves (atrial fibrillation or flutter)");
+    if (beat.rr_check === "possible_missed_beat") parts.push("the long RR before it may hide a missed beat, not a pause: check the strip");
+    if (beat.rr_check === "unusable_signal") parts.push("the long RR before it crosses an unusable stretch");
     if (rec.reference) {
       const tolerance = rec.kind === "beats" ? 0.5 / rec.fs : 0.15;
       const ref = rec.reference.find((r) => Math.abs(r.sample / rec.fs - state.times[i]) <= tolerance);

@@ -1,4 +1,4 @@
-"""The benchmark's compiled GQRS gives wfdb's GQRS output sample for sample, and its R peaks sit on the QRS."""
+"""The compiled GQRS gives wfdb's GQRS output sample for sample, and its R peaks sit on the QRS."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 from scipy.signal import resample_poly
 from wfdb.processing import gqrs_detect
 
-from benchmarks.gqrs_compiled import DetectionError, detect_r_peaks, gqrs
 from ecgbeats.data.aami import BEAT_SYMBOLS
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.modelling.ec57 import match_beats
+from ecgbeats.processing.gqrs import DetectionError, gqrs, gqrs_peaks
 from tests.conftest import FIXTURE_MIRROR
 
 RATES = {250: (25, 36), 360: (1, 1), 1000: (25, 9)}  # resample_poly's up, down from 360 Hz
@@ -45,7 +45,7 @@ def test_same_beats_as_wfdb_gqrs_on_noise_and_on_the_edges():
 def test_r_peaks_sit_on_the_annotated_r_peaks():
     rec = read_record_signals(FIXTURE_MIRROR, "213")
     reference = rec.ann_samples[np.isin(np.asarray(rec.ann_symbols), list(BEAT_SYMBOLS))]
-    peaks = detect_r_peaks(rec.signal[:, 0], rec.fs)
+    peaks = gqrs_peaks(rec.signal[:, 0], rec.fs)
     match = match_beats(reference, peaks, rec.fs)
     assert len(match.reference) / len(reference) > 0.99
     offsets = peaks[match.detected] - reference[match.reference]
@@ -55,9 +55,9 @@ def test_r_peaks_sit_on_the_annotated_r_peaks():
 
 def test_refusals_name_the_problem():
     with pytest.raises(DetectionError, match="non-finite"):
-        detect_r_peaks(np.array([0.0, np.nan, 1.0] * 1000), 360.0)
+        gqrs_peaks(np.array([0.0, np.nan, 1.0] * 1000), 360.0)
     with pytest.raises(DetectionError, match="one lead"):
-        detect_r_peaks(np.zeros((100, 2)), 360.0)
+        gqrs_peaks(np.zeros((100, 2)), 360.0)
     with pytest.raises(DetectionError, match="cannot run at 20 Hz"):
-        detect_r_peaks(np.zeros(1000), 20.0)
-    assert len(detect_r_peaks(np.zeros(0), 360.0)) == 0
+        gqrs_peaks(np.zeros(1000), 20.0)
+    assert len(gqrs_peaks(np.zeros(0), 360.0)) == 0

@@ -1,14 +1,11 @@
-"""wfdb's GQRS detector, compiled by numba: a candidate of ``benchmarks.bench_detectors``.
+"""wfdb's GQRS detector, compiled by numba: the candidate beats of the service's detector.
 
 wfdb ships GQRS as pure Python, a sample at a time (about 0.35 million samples/s). :func:`gqrs` is the
 same algorithm, statement for statement, compiled: it gives wfdb's ``gqrs_detect`` output sample for
-sample (``tests/unit/test_gqrs_compiled.py``, and the benchmark on every record and rate) at about 100
-million samples/s. :func:`detect_r_peaks` places each beat at the peak of GQRS's QRS matched filter
+sample (``tests/unit/test_gqrs.py``, and ``make bench-detectors`` on every record and rate) at about
+100 million samples/s. :func:`gqrs_peaks` places each beat at the peak of GQRS's QRS matched filter
 (within a sample or two of the annotated R peak) rather than at wfdb's annotation time, 2 * dt earlier.
-
-It is not the service's detector: on the DS2 records end to end it found more beats than XQRS but
-gave QRS +P 0.9928 against the 0.997 floor of ``gate.yaml`` (``reports/deployment.md``, "QRS detectors
-compared").
+``ecgbeats.processing.detection`` checks these candidates against both leads.
 
 What wfdb's port does, and this one therefore does too: its learning pass stops at once (the first
 sample is flagged invalid), so detection starts from the configured thresholds; the ring buffers of
@@ -261,11 +258,12 @@ def _detect(signal: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
         return empty, empty
     if not np.isfinite(signal).all():
         raise DetectionError(f"the signal has {int((~np.isfinite(signal)).sum())} non-finite samples")
-    # wfdb's digitisation of a physical signal (24-bit, its gain from the signal's range)
-    record = Record(p_signal=signal.reshape(-1, 1), fmt=["24"])
-    record.set_d_features(do_adc=True)
+    # wfdb's digitisation of a physical signal (24-bit, its gain from the signal's range): its own gain
+    # and baseline, and its arithmetic (times the gain, plus the baseline, rounded) without its checks
+    adc_gain, baseline = Record(fmt=["24"]).calc_adc_gain_baseline(0, [signal.min()], [signal.max()])
+    digital = np.round(signal * adc_gain + baseline).astype(np.int64)
     try:
-        conf = GQRS.Conf(fs=fs, adc_gain=record.adc_gain[0])
+        conf = GQRS.Conf(fs=fs, adc_gain=adc_gain)
     except Exception as err:  # wfdb refuses rates too low for its filters
         raise DetectionError(f"GQRS cannot run at {fs:g} Hz: {err}") from err
     values = np.array(
@@ -273,7 +271,7 @@ def _detect(signal: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
          conf.rtmax, conf.pthr, conf.qthr, conf.pthmin, conf.qthmin, 0],
         dtype=np.int64,
     )  # fmt: skip
-    return _run(np.ascontiguousarray(record.d_signal[:, 0], dtype=np.int64), values)
+    return _run(digital, values)
 
 
 def gqrs(signal: np.ndarray, fs: float) -> np.ndarray:
@@ -282,7 +280,7 @@ def gqrs(signal: np.ndarray, fs: float) -> np.ndarray:
     return _detect(signal, fs)[0]
 
 
-def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
+def gqrs_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     """R peaks by GQRS: each beat at its matched filter's peak, sorted, unique and inside the signal."""
     peaks = np.unique(_detect(signal, fs)[1])
     return peaks[(peaks >= 0) & (peaks < len(signal))]
