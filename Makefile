@@ -115,6 +115,14 @@ VIEWER_RECORD ?= $(or $(MITDB_MIRROR),data/raw/mitdb)/233
 viewer-screenshot: $(INSTALLED) ## refresh reports/figures/viewer.png: the /viewer page on VIEWER_RECORD in headless chromium
 	$(BIN)/python -m scripts.viewer_screenshot --model $(VIEWER_MODEL) --record $(VIEWER_RECORD) --out reports/figures/viewer.png
 
+FINDINGS_MODEL ?= models/record-reference
+FINDINGS_RECORD ?= $(or $(MITDB_MIRROR),data/raw/mitdb)/203
+
+.PHONY: findings-report
+
+findings-report: $(INSTALLED) ## the findings of FINDINGS_RECORD (JSON, HTML page in build/findings) and reports/figures/findings.png
+	$(BIN)/python -m scripts.findings_screenshot --model $(FINDINGS_MODEL) --record $(FINDINGS_RECORD) --out-dir build/findings --screenshot reports/figures/findings.png
+
 fixtures: $(INSTALLED) ## regenerate tests/fixtures/mitdb from the mirror in MITDB_MIRROR
 	@test -n "$(MITDB_MIRROR)" || (echo "set MITDB_MIRROR to a full MIT-BIH mirror" && exit 1)
 	$(BIN)/python scripts/make_fixtures.py --mirror "$(MITDB_MIRROR)" --out tests/fixtures/mitdb

@@ -12,7 +12,8 @@ the recording is built in another process, so the forked CLI does not start as a
 
 - ``streamed``: the CLI's default, read and scored in segments of ``--segment-seconds``;
 - ``whole``: ``--whole``, the signal read at once and scored in the same segments (the same beats);
-- ``one-piece``: ``--whole --segment-seconds 0``, the service's strip path on the whole day at once.
+- ``one-piece``: ``--whole --segment-seconds 0``, the service's strip path on the whole day at once;
+- ``findings``: streamed, with the recording's findings (``--findings``) and its HTML page (``--report``).
 
 It also checks that streamed and whole give identical outputs, and how far the one-piece detection is
 from the segmented one (beats matched within 150 ms, class agreement of the matched beats).
@@ -39,6 +40,7 @@ MODES = {
     "streamed": [],
     "whole": ["--whole"],
     "one-piece": ["--whole", "--segment-seconds", "0"],
+    "findings": ["--findings", "{out}.json", "--report", "{out}.html"],  # streamed, with its findings and page
 }
 
 
@@ -79,6 +81,7 @@ def build(mirror: Path, records: list[str], directory: Path, formats: list[str])
 
 def score(source: Path, out: Path, model: Path, extra: list[str], segment_s: float) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (kB) and stderr's last line of one batch CLI process."""
+    extra = [arg.format(out=out.with_suffix("")) for arg in extra]
     args = [sys.executable, "-m", "ecgbeats.serving.batch", str(source), str(out), "--model", str(model),
             "--no-progress", "--segment-seconds", str(segment_s), *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             if first is None or key == first:
                 continue
             name = f"{key[0]} {key[1]} vs {first[0]} {first[1]}"
-            if key[1] != "one-piece":
+            if key[1] != "one-piece":  # streamed, whole and findings score the same beats
                 same = table.equals(outputs[first])
                 print(f"{name}: {'identical' if same else 'DIFFERENT'} (r_peak, class_name, p_N)")
             else:

@@ -54,7 +54,7 @@ from ecgbeats.data.beats import BEAT_SAMPLES
 from ecgbeats.data.dataset import SAMPLE_COLUMNS, InputDataError, record_beats
 from ecgbeats.features.groups import RR_COLUMNS
 from ecgbeats.features.record import annotated_beats
-from ecgbeats.io import atomic_path, write_csv
+from ecgbeats.io import atomic_path, write_csv, write_json, write_text
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving import streaming
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
@@ -71,6 +71,7 @@ CARRIED = [
     "rr_check",
 ]  # fmt: skip
 PROBLEM = "_problem"
+FINDINGS_COLUMNS = ["time_s", "class_name", "rhythm", "rr_check"]
 
 
 class BatchInputError(ValueError):
@@ -389,8 +390,10 @@ def signal_frames(
     segment_s: float,
     whole: bool,
     chunk_size: int,
+    unanalysed: list[tuple[float, float, str]] | None = None,
 ) -> Iterator[tuple[pd.DataFrame, float]]:
-    """The beat tables of a recording and the seconds of it each covers (for the progress bar).
+    """The beat tables of a recording and the seconds of it each covers (for the progress bar); the
+    stretches the quality check judged unusable are appended to ``unanalysed`` (start s, end s, reason).
 
     Streamed (the default): read a segment at a time and scored in segments of ``segment_s`` seconds
     (``ecgbeats.serving.streaming``), memory bounded by the segment. ``whole``: the whole signal read
@@ -418,7 +421,11 @@ def signal_frames(
 
     try:
         if whole or segment_s <= 0 or n <= round(segment_s * fs):  # one segment: the same beats, in one read
-            _, frame, _ = streaming.strip_beats(scorer, source.read(0, n), fs, segment_s if segment_s > 0 else None)
+            _, frame, quality = streaming.strip_beats(
+                scorer, source.read(0, n), fs, segment_s if segment_s > 0 else None
+            )
+            if unanalysed is not None:
+                unanalysed.extend((seg.start / fs, seg.end / fs, seg.reason) for seg in quality.unusable)
             frame = tidy(frame)
             for start in range(0, max(len(frame), 1), chunk_size):
                 yield (
@@ -429,6 +436,8 @@ def signal_frames(
             step = round(segment_s * fs)
             reads = (source.read(start, min(start + step, n)) for start in range(0, n, step))
             for part in segment_beats(scorer, reads, fs, segment_s):
+                if unanalysed is not None:
+                    unanalysed.extend((seg.start / fs, seg.end / fs, seg.reason) for seg in part.unusable)
                 yield tidy(part.beats), (part.stop - part.start) / fs
     except ScoringError as err:
         raise BatchInputError(f"{source.name}: {err.message}") from err
@@ -519,8 +528,13 @@ def run(
     segment_s: float = SEGMENT_S,
     whole: bool = False,
     progress: bool = True,
+    findings_path: Path | None = None,
+    report_path: Path | None = None,
 ) -> RunReport:
-    """Score ``input_path`` into ``output_path``; raises BatchInputError (and writes nothing) on bad input."""
+    """Score ``input_path`` into ``output_path``; raises BatchInputError (and writes nothing) on bad input.
+
+    For a recording, ``findings_path`` (JSON) and ``report_path`` (a self-contained HTML page) get its
+    findings (``ecgbeats.modelling.findings``; the page: ``ecgbeats.serving.findings_report``)."""
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be stop or skip, got {on_error!r}")
     fmt = detect_format(input_path) if input_format == "auto" else input_format
@@ -533,12 +547,20 @@ def run(
     if output_path.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise BatchInputError(f"{output_path}: the output must end in .parquet or .csv")
     signal_input = fmt in ("wfdb", "edf")
+    wants_findings = findings_path is not None or report_path is not None
+    if wants_findings and not signal_input:
+        raise BatchInputError(f"{input_path}: findings and a report need a recording (WFDB or EDF), not beat rows")
+    for extra, suffix in ((findings_path, ".json"), (report_path, ".html")):
+        if extra is not None and extra.suffix.lower() != suffix:
+            raise BatchInputError(f"{extra}: must end in {suffix}")
     if not signal_input and scorer.representation == "record":
         raise BatchInputError(
             f"{input_path}: the model measures beats on the raw record (representation 'record'); "
             "give it a WFDB record or an EDF file, not a beat table"
         )
     unit = "beat"
+    unanalysed: list[tuple[float, float, str]] = []
+    timeline: list[pd.DataFrame] = []  # the classified beats' times, classes and doubts: the findings' input
     chunks: Iterator[tuple[pd.DataFrame, float]]
     total: float | None
     if fmt == "csv":
@@ -560,7 +582,9 @@ def run(
             ", ".join(source.labels),
             "whole signal at once" if whole or segment_s <= 0 else f"streamed in {segment_s:g}-s segments",
         )  # fmt: skip
-        chunks = signal_frames(source, scorer, segment_s=segment_s, whole=whole, chunk_size=chunk_size)
+        chunks = signal_frames(
+            source, scorer, segment_s=segment_s, whole=whole, chunk_size=chunk_size, unanalysed=unanalysed
+        )
         total, unit = round(source.duration_s, 1), "s"
     else:
         raise BatchInputError(f"unknown input format {fmt!r}")
@@ -590,7 +614,10 @@ def run(
                     log.warning("skipped %s", message)
                 errors.append((int(row), str(problem)))
             good = chunk[~bad].reset_index(drop=True)
-            writer.write(score_chunk(scorer, good))
+            scored = score_chunk(scorer, good)
+            writer.write(scored)
+            if wants_findings:
+                timeline.append(scored[[c for c in FINDINGS_COLUMNS if c in scored]])
             report.rows += len(chunk)
             report.scored += len(good)
             report.skipped += int(bad.sum())
@@ -600,9 +627,47 @@ def run(
         writer.close(score_chunk(scorer, chunk.iloc[0:0]))
     if errors_path is not None:
         write_csv(pd.DataFrame(errors, columns=["row", "problem"]), errors_path)
+    if wants_findings:
+        write_findings(source, pd.concat(timeline, ignore_index=True), unanalysed, findings_path, report_path, scorer)
     if report.skipped:
         log.warning("%s: skipped %d malformed row(s) of %d", input_path, report.skipped, report.rows)
     return report
+
+
+def write_findings(
+    source: SignalSource,
+    beats: pd.DataFrame,
+    unanalysed: list[tuple[float, float, str]],
+    findings_path: Path | None,
+    report_path: Path | None,
+    scorer: Scorer,
+) -> dict:
+    """The recording's findings to JSON and its report page (each written whole or not at all)."""
+    from ecgbeats.modelling.findings import recording_findings
+    from ecgbeats.serving.findings_report import render_report
+
+    found = recording_findings(beats, source.duration_s, merge_stretches(unanalysed))
+    found["recording"] = {"name": source.name, "fs": source.fs, "leads": list(source.labels)}
+    found["model"] = {"version": scorer.version, "digest": scorer.digest}
+    if findings_path is not None:
+        write_json(found, findings_path)
+        log.info("findings of %s written to %s", source.name, findings_path)
+    if report_path is not None:
+        write_text(render_report(found, beats, source.read, source.fs), report_path)
+        log.info("report of %s written to %s", source.name, report_path)
+    return found
+
+
+def merge_stretches(stretches: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Overlapping or touching stretches as one (segment contexts report a stretch more than once)."""
+    out: list[tuple[float, float, str]] = []
+    for start, end, reason in sorted(stretches):
+        if out and start <= out[-1][1]:
+            last = out[-1]
+            out[-1] = (last[0], max(last[1], end), last[2] if last[2] == reason else f"{last[2]}, {reason}")
+        else:
+            out.append((start, end, reason))
+    return out
 
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it stopped
@@ -644,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--whole", action="store_true", help="WFDB/EDF input: read the whole signal first (the beats streaming gives)"
     )
+    parser.add_argument(
+        "--findings", type=Path, help="WFDB/EDF input: the recording's findings (pauses, ectopy, rhythm, HRV) as JSON"
+    )
+    parser.add_argument(
+        "--report", type=Path, help="WFDB/EDF input: the findings as a self-contained HTML page (trends and strips)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -660,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             input_format=args.input_format, chunk_size=args.chunk_size, on_error=args.on_error,
             errors_path=args.errors, peaks=args.peaks, channel=args.channel, second_channel=args.second_channel,
             segment_s=args.segment_seconds, whole=args.whole, progress=not args.no_progress,
+            findings_path=args.findings, report_path=args.report,
         )  # fmt: skip
     except (BundleError, BatchInputError, SettingsError) as err:
         print(f"ecgbeats batch: {err}", file=sys.stderr)

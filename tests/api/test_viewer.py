@@ -335,3 +335,27 @@ def test_assets_ship_with_the_package():
     html = (STATIC_DIR / "viewer.html").read_text()
     assert "//" not in html.replace("<!--", "").split("<body>")[0].replace("/viewer/static/", ""), "a non-local asset"
     assert Path(STATIC_DIR / "vendor/uplot/LICENSE").read_text().startswith("The MIT License")
+
+
+def test_the_findings_report_shows_every_figure_without_the_network(browser, record_bundle, tmp_path):  # noqa: F811
+    from ecgbeats.serving import batch
+    from ecgbeats.serving.findings_report import strips_to_show
+
+    out, report, findings = tmp_path / "beats.parquet", tmp_path / "report.html", tmp_path / "findings.json"
+    args = [str(FIXTURE_MIRROR / "208"), str(out), "--model", str(record_bundle), "--report", str(report)]
+    assert batch.main([*args, "--findings", str(findings), "--no-progress"]) == 0
+    browser.get_log("performance")  # earlier pages' requests
+    browser.get(report.as_uri())
+    images = browser.execute_script(
+        "return [...document.images].map(i => [i.alt, i.complete && i.naturalWidth > 0, i.naturalWidth])"
+    )
+    assert len(images) >= 3 and all(ok for _, ok, _ in images), images
+    expected = [title for title, _ in strips_to_show(json.loads(findings.read_text()))]
+    assert [alt for alt, _, _ in images] == ["trends", *expected] and len(expected) >= 2
+    summary = browser.find_element("css selector", "table.summary").text
+    assert "Ventricular ectopy" in summary and "Heart rate" in summary
+    requests = [e for e in browser.get_log("performance") if '"Network.requestWillBeSent"' in e["message"]]
+    assert all(json.loads(e["message"])["message"]["params"]["request"]["url"].startswith(("file:", "data:"))
+               for e in requests)  # fmt: skip
+    screenshot(browser, tmp_path / "report.png")
+    assert (tmp_path / "report.png").stat().st_size > 20_000
