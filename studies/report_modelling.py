@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             "cv": load("record", "cv.json"),
         },
     )
+    values |= modelling_report.event_values(load("record-reference", "events.json"), load("record", "events.json"))
     with atomic_path(args.out) as tmp:
         tmp.write_text(render(args.template.read_text(), values))
     return 0

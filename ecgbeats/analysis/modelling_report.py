@@ -244,3 +244,44 @@ def record_values(
         "record_cv_max": spread["macro_f1_nsvf"]["max"],
         "record_cv_rounds": spread["best_iteration"]["median"],
     }
+
+
+EVENT_NAMES = {"V_couplet": "V couplets", "V_run": "V runs (3 or more)", "S_run": "S runs (3 or more)",
+               "pause": "pauses (2 s or more)", "AF_episode": "atrial fibrillation episodes (30 s or more)",
+               "AF_time": "atrial fibrillation time"}  # fmt: skip
+
+
+def event_values(reference: Mapping[str, Any], served: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's values for the events of DS2 end to end (``metrics/record*/events.json``): gross for
+    both models, per record for the reference model."""
+
+    def cell(g: Mapping[str, Any] | None, key: str) -> str:
+        if g is None:
+            return "– (no rhythm context)"
+        count = f"{g['reference_s']:,.0f} s / {g['detected_s']:,.0f} s" if key == "AF_time" else \
+            f"{g['reference']} / {g['detected']}"  # fmt: skip
+        return f"{fmt(g['Se'])} / {fmt(g['+P'])} ({count})"
+
+    gross = markdown_table(
+        ["event", "reference model: Se / +P (reference / detected)", "served record model: Se / +P"],
+        [[name, cell(reference["gross"][k], k), cell(served["gross"][k], k)] for k, name in EVENT_NAMES.items()]
+        + [["V beats per record, mean absolute error", reference["gross"]["V_count_mae_per_record"],
+            served["gross"]["V_count_mae_per_record"]],
+           ["S beats per record, mean absolute error", reference["gross"]["S_count_mae_per_record"],
+            served["gross"]["S_count_mae_per_record"]]],
+    )  # fmt: skip
+
+    def pair(v: Mapping[str, Any] | None, key: str = "") -> str:
+        if v is None:
+            return "–"
+        if key == "AF_time":
+            return f"{v['reference_s']:,.0f} / {v['detected_s']:,.0f}"
+        return f"{v['reference']} / {v['detected']}"
+
+    records = markdown_table(
+        ["record", "V couplets", "V runs", "S runs", "pauses", "AF s", "V beats", "S beats"],
+        [[r, pair(v["V_couplet"]), pair(v["V_run"]), pair(v["S_run"]), pair(v["pause"]),
+          pair(v["AF_time"], "AF_time"), pair(v["V_count"]), pair(v["S_count"])]
+         for r, v in reference["per_record"].items()],
+    )  # fmt: skip
+    return {"record_events": gross, "record_events_records": records}

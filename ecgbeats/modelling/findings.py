@@ -34,7 +34,8 @@ stretches that were not analysed. Every count follows the Holter and ANSI/AAMI E
   windows) and V and S beats.
 
 :func:`recording_findings` gives them as one JSON-ready dict (:data:`SCHEMA`, described in
-``reports/findings-schema.md``); :func:`episodes` is the shared run finder.
+``reports/findings-schema.md``); :func:`episodes` and :func:`breaks_at` are the run finder and the
+breaks it honours, which ``ecgbeats.modelling.ec57`` also uses to match the events to a reference.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def episodes(flags: np.ndarray, breaks: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _breaks(times: np.ndarray, unanalysed: Sequence[tuple[float, float]]) -> np.ndarray:
+def breaks_at(times: np.ndarray, unanalysed: Sequence[tuple[float, float]]) -> np.ndarray:
     """True at beat ``i`` when an unanalysed stretch lies between beat ``i - 1`` and beat ``i``."""
     out = np.zeros(len(times), dtype=bool)
     if len(times) == 0:
@@ -209,7 +210,7 @@ def recording_findings(
     stretches = sorted((float(a), float(b), str(why)) for a, b, why in unanalysed)
     unanalysed_s = float(sum(b - a for a, b, _ in stretches))
     analysed_s = max(duration_s - unanalysed_s, 0.0)
-    breaks = _breaks(times, [(a, b) for a, b, _ in stretches])
+    breaks = breaks_at(times, [(a, b) for a, b, _ in stretches])
 
     windows = _heart_rate(times, breaks, duration_s, config.window_s)
     rated = windows.dropna(subset=["rate_bpm"])
