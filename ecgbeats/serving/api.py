@@ -38,6 +38,7 @@ from ecgbeats.data.aami import CLASS_DESCRIPTIONS
 from ecgbeats.data.beats import BEAT_SAMPLES
 from ecgbeats.data.rules import range_problem
 from ecgbeats.modelling.bundle import BundleError, load_bundle
+from ecgbeats.modelling.findings import recording_findings
 from ecgbeats.serving.beat_input import NPY_TYPE, BeatArrays, BeatsInputError, json_beats, npy_beats
 from ecgbeats.serving.monitoring import ServiceMetrics
 from ecgbeats.serving.scoring import (
@@ -226,6 +227,11 @@ class StripResponse(BaseModel):
     summary: StripSummary
     beats: list[StripBeat]
     unscored: list[UnscoredBeat] = Field(description="detected beats not classified, and why")
+    findings: dict[str, Any] = Field(
+        description="the strip's findings as a Holter report gives them (heart rate, pauses, ventricular and "
+        "supraventricular couplets and runs, bigeminy, atrial fibrillation with a rhythm context, HRV, the "
+        "unanalysed stretches): the batch CLI's --findings JSON, keys in reports/findings-schema.md"
+    )
 
 
 # ---------------------------------------------------------------- errors
@@ -772,6 +778,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rr_next = np.diff(result.peaks, append=np.nan)[at] / fs
         rhythm = beats["rhythm"].to_numpy() if "rhythm" in beats else None
         rr_check = beats["rr_check"].to_numpy()
+        unanalysed = [(seg.start / fs, seg.end / fs, seg.reason) for seg in result.quality.unusable]
+        findings = recording_findings(beats.assign(class_name=names), len(signal) / fs, unanalysed)
         return {
             "model": {"version": scorer.version, "digest": scorer.digest},
             "summary": summary,
@@ -794,6 +802,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"r_peak": int(r), "time_s": float(t), "reason": str(why)}
                 for r, t, why in result.unscored[["r_peak", "time_s", "reason"]].itertuples(index=False)
             ],
+            "findings": findings,
         }
 
     lanes = {

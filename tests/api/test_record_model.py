@@ -3,6 +3,8 @@ leads on the strip endpoint, and clear refusals where a beat row cannot be score
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -208,6 +210,11 @@ def test_a_long_rr_that_may_hide_a_missed_beat_is_flagged_in_every_answer(record
         response = httpx.post(f"{base}/v1/ecg:classify", json={"fs": fs, "signal": lead.tolist()}, timeout=60)
         assert response.status_code == 200, response.text
         assert [b["rr_check"] for b in response.json()["beats"]] == result.beats["rr_check"].tolist()
+        # the strip's findings come with the answer, as the batch CLI's --findings gives them
+        from ecgbeats.modelling.findings import recording_findings
+
+        beats = result.beats.assign(class_name=result.predictions.names)
+        assert response.json()["findings"] == json.loads(json.dumps(recording_findings(beats, len(lead) / fs)))
     wfdb.wrsamp("strip", fs=fs, units=["mV"], sig_name=["MLII"], p_signal=lead[:, None], fmt=["16"],
                 adc_gain=[1000.0], baseline=[0], write_dir=str(tmp_path))  # fmt: skip
     out = tmp_path / "scored.parquet"

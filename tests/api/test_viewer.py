@@ -359,3 +359,22 @@ def test_the_findings_report_shows_every_figure_without_the_network(browser, rec
                for e in requests)  # fmt: skip
     screenshot(browser, tmp_path / "report.png")
     assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+def test_the_findings_are_listed_and_a_click_shows_their_strip(browser, record_server):
+    rec = wfdb.rdrecord(str(FIXTURE_MIRROR / RECORD))
+    answer = post(record_server, "/v1/ecg:classify", strip_body(rec.p_signal[:, 0], rec.fs, rec.p_signal[:, 1]))
+    findings = answer.json()["findings"]
+    v, s = findings["ventricular"], findings["supraventricular"]
+    expected = (len(v["runs"]) + (v["first_couplet_s"] is not None) + len(v["bigeminy"]) + len(v["trigeminy"])
+                + len(s["runs"]) + len(findings["pauses"]))  # fmt: skip
+    open_viewer(browser, record_server)
+    assert open_files(browser, record_files(FIXTURE_MIRROR / RECORD)) == "scored"
+    buttons = browser.find_elements("css selector", "#findings-list .finding")
+    assert len(buttons) == expected > 0
+    starts = [float(b.get_attribute("data-start")) for b in buttons]
+    assert starts == sorted(starts)
+    k = next(i for i, t in enumerate(starts) if 2 < t < len(rec.p_signal) / rec.fs - 8)  # a 10-s window fits
+    buttons[k].click()
+    low, high = browser.execute_script("const x = window.ecgViewer.state.chart.scales.x; return [x.min, x.max]")
+    assert abs(low - (starts[k] - 2)) < 0.05 and abs(high - (starts[k] + 8)) < 0.05

@@ -421,6 +421,7 @@
     $("ref-toggle-label").hidden = !rec.reference;
     buildLegend();
     buildCharts();
+    buildFindings(state.result.findings);
     $("beat-panel").hidden = true;
   }
 
@@ -855,6 +856,49 @@
       if (t < min || t > max || center === "always") setWindow(t - (max - min) / 2, t + (max - min) / 2);
     }
     state.chart.redraw(false);
+  }
+
+  // the strip's findings (the API's `findings`), one button per event: a click shows 10 s from 2 s before it
+  function findingEvents(findings) {
+    const events = [];
+    const v = findings.ventricular;
+    const sv = findings.supraventricular;
+    for (const run of v.runs) {
+      events.push([run.start_s, `${run.sustained ? "sustained VT" : "ventricular run"}: ${run.beats} beats at ${Math.round(run.rate_bpm)} bpm`]);
+    }
+    if (v.first_couplet_s !== null) events.push([v.first_couplet_s, `first ventricular couplet (${v.couplets} in all)`]);
+    for (const e of v.bigeminy) events.push([e.start_s, `ventricular bigeminy: ${e.cycles} cycles`]);
+    for (const e of v.trigeminy) events.push([e.start_s, `ventricular trigeminy: ${e.cycles} cycles`]);
+    for (const run of sv.runs) events.push([run.start_s, `supraventricular run: ${run.beats} beats at ${Math.round(run.rate_bpm)} bpm`]);
+    for (const p of findings.pauses) {
+      events.push([p.start_s, `pause ${p.length_s.toFixed(2)} s${p.doubt ? ` (${p.doubt.replace(/_/g, " ")})` : ""}`]);
+    }
+    if (findings.atrial_fibrillation) {
+      for (const e of findings.atrial_fibrillation.episodes) {
+        events.push([e.start_s, `atrial fibrillation or flutter, ${formatDuration(e.end_s - e.start_s)}`]);
+      }
+    }
+    return events.sort((a, b) => a[0] - b[0]);
+  }
+
+  function buildFindings(findings) {
+    const list = $("findings-list");
+    list.replaceChildren();
+    $("findings").hidden = !findings;
+    if (!findings) return;
+    const events = findingEvents(findings);
+    if (!events.length) {
+      list.textContent = "no pause, ectopic couplet or run, bigeminy or atrial fibrillation";
+      return;
+    }
+    for (const [start, text] of events) {
+      const button = document.createElement("button");
+      button.className = "finding";
+      button.dataset.start = String(start);
+      button.textContent = `${formatTime(start)} ${text}`;
+      button.addEventListener("click", () => setWindow(start - 2, start + 8));
+      list.append(button);
+    }
   }
 
   function jumpToClass(name) {
