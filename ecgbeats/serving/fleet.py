@@ -7,11 +7,13 @@
 recording goes through the batch CLI's path (``ecgbeats.serving.batch.run``, streamed) on a Dask worker
 and writes ``OUT_DIR/<name>/beats.parquet``, ``findings.json`` and ``report.html``, each atomically,
 then ``done.json`` last. A recording with ``done.json`` is skipped on a rerun, so a run stopped by a
-killed worker or a Ctrl-C resumes where it stopped, and no file is ever half-written. A recording that
-fails (unreadable, no beats) is listed with its reason and does not stop the others; nothing of it is
-marked done. ``OUT_DIR/fleet.csv`` (and ``.parquet``) has one row per recording: status, reason,
-duration, beats, heart rate, ectopy, pauses and AF burden. Without ``--scheduler`` a
-``distributed.LocalCluster`` of ``--workers`` single-threaded processes runs on this machine.
+killed worker or a Ctrl-C resumes where it stopped, and no output is ever half-written (Dask gives a
+killed worker's recording to another worker, which first removes the temporaries the killed write
+left). A recording that fails (unreadable, no beats) is listed with its reason and does not stop the
+others; nothing of it is marked done. ``OUT_DIR/fleet.csv`` (and ``.parquet``) has one row per
+recording: status, reason, duration, beats, heart rate, ectopy, pauses and AF burden. Without
+``--scheduler`` a ``distributed.LocalCluster`` of ``--workers`` single-threaded processes runs on this
+machine.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def score_recording(recording: Recording, out_dir: Path, model: str) -> dict[str
     from ecgbeats.serving.batch import BatchInputError, run
 
     target = out_dir / recording.name
+    for stale in target.glob(".*.tmp"):  # a write cut short by a killed worker (atomic_path's temporaries)
+        stale.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
         run(recording.path, target / "beats.parquet", _scorer(model), progress=False,

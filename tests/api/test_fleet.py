@@ -11,7 +11,7 @@ import pytest
 
 from ecgbeats.serving import fleet
 from tests.api.test_record_model import record_bundle  # noqa: F401 (fixture: a record bundle on the fixtures)
-from tests.conftest import FIXTURE_MIRROR
+from tests.conftest import FIXTURE_MIRROR, FIXTURE_RECORDS, ROOT
 
 pytestmark = pytest.mark.slow
 GOOD = ["124", "213", "232"]
@@ -69,3 +69,47 @@ def test_a_manifest_names_the_recordings_and_bad_inputs_stop_early(record_bundle
     empty.mkdir()
     assert fleet.main([str(empty), str(tmp_path / "o"), "--model", str(record_bundle), "--no-progress"]) == 2
     assert "no WFDB record" in capsys.readouterr().err
+
+
+def test_a_worker_killed_mid_run_loses_no_finished_recording(record_bundle, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    directory = tmp_path / "in"
+    directory.mkdir()
+    names = []
+    for k in range(3):  # the fixture records three times over, under other names
+        for record in FIXTURE_RECORDS:
+            name = f"r{k}-{record}"
+            for ext in ("dat", "atr"):
+                shutil.copy(FIXTURE_MIRROR / f"{record}.{ext}", directory / f"{name}.{ext}")
+            header = (FIXTURE_MIRROR / f"{record}.hea").read_text().replace(f"{record}.dat", f"{name}.dat")
+            (directory / f"{name}.hea").write_text(header.replace(record, name, 1))
+            names.append(name)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecgbeats.serving.fleet", str(directory), str(out), "--model", str(record_bundle),
+         "--workers", "2", "--no-progress"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(f"*/{fleet.DONE}")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(out.glob(f"*/{fleet.DONE}")), "no recording finished"
+        workers = [
+            p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())
+        ]  # the Dask workers, not multiprocessing's tracker
+        assert len(workers) == 2
+        workers[0].kill()  # as an out-of-memory kill would: no clean-up
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    table = pd.read_csv(out / "fleet.csv", dtype={"recording": str})
+    assert sorted(table["recording"]) == sorted(names) and set(table["status"]) == {"done"}
+    assert all((out / name / fleet.DONE).is_file() for name in names)
+    assert not list(out.rglob("*.tmp"))  # no half-written file left behind
