@@ -52,7 +52,7 @@ from ecgbeats.serving.scoring import (
 from ecgbeats.serving.security import AccessGuard, key_ring
 from ecgbeats.serving.settings import Settings
 from ecgbeats.serving.viewer import include_viewer
-from ecgbeats.serving.workers import StripWorkers
+from ecgbeats.serving.workers import StripWorkers, WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -597,6 +597,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers.update(exc.headers)
         return response
 
+    @app.exception_handler(WorkerLost)
+    async def _worker_lost(request: Request, exc: WorkerLost) -> JSONResponse:
+        log.error("%s", exc)
+        answer = error_response(503, "worker_lost", f"{exc}; retry in {settings.retry_after} s", [])
+        answer.headers["Retry-After"] = str(settings.retry_after)
+        return answer
+
     @app.exception_handler(ScoringError)
     async def _unscorable(request: Request, exc: ScoringError) -> JSONResponse:
         endpoint = request.url.path if request.url.path in JSON_PATHS else "other"
@@ -623,6 +630,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scorer = request.app.state.scorer
         if scorer is None:
             return JSONResponse(status_code=503, content={"status": "not ready"})
+        workers = getattr(request.app.state, "strip_workers", None)
+        if workers is not None and workers.replacing:
+            return JSONResponse(
+                status_code=503, content={"status": "not ready", "reason": "a strip worker is being replaced"}
+            )
         return JSONResponse({"status": "ready", "model_version": scorer.version, "model_digest": scorer.digest})
 
     @app.get("/v1/model", tags=["model"], summary="Version, provenance and metrics of the served model")
