@@ -307,6 +307,9 @@ def _release_free_memory() -> None:
 class InputGuard:
     """Pure ASGI middleware: admission control, JSON content type, a cap and a deadline on the body.
 
+    A request with a body to any other path (``/health``, ``/``, ``/viewer``: nothing else takes one) gets
+    405 before its body is read, and its connection is closed, so no body is held for it.
+
     A classify request first takes a worker of its lane (strips and beat batches have their own, so a
     30-minute strip does not hold up one-beat requests); when the lane's workers and queue are full it
     gets 503 with ``Retry-After`` at once, before its body is read. The body is then read here (up to the
@@ -339,6 +342,13 @@ class InputGuard:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
+        if path not in JSON_PATHS:  # nothing else takes a body: refused before a byte of it is read
+            await self._reject(
+                send, path, 405, "method_not_allowed", "method",
+                f"{scope['method']} is not accepted here; only {' and '.join(sorted(JSON_PATHS))} take a body",
+                [(b"allow", b"GET, HEAD"), (b"connection", b"close")],
+            )  # fmt: skip
+            return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if path in JSON_PATHS:
             media = headers.get("content-type", "").split(";")[0].strip().lower()

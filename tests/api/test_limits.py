@@ -206,3 +206,15 @@ def test_a_long_strip_is_scored_in_a_worker_process_while_beats_are_answered(lim
     assert answered_during >= 10  # the event loop and the beat workers were not held by the strip
     scored = response.json()["summary"]["beats"]
     assert predicted() == before + scored + answered_during  # the strip's beats reached the counters too
+
+
+@pytest.mark.parametrize("path", ["/health", "/", "/viewer", "/nowhere"])
+def test_a_body_to_a_path_that_takes_none_is_refused_before_it_is_read(limited_server, path):
+    with _connect(limited_server) as sock:
+        start = time.monotonic()
+        sock.sendall(_head(path, 30_000_000))  # a large body announced, none of it sent
+        reply = _read_all(sock)  # answered, and the connection closed, without waiting for the body
+        elapsed = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 405"), reply[:80]
+    assert b'"error": "method_not_allowed"' in reply and b"allow: get, head" in reply.lower()
+    assert elapsed < 1.0  # the body deadline is 2 s: the refusal does not wait for it
