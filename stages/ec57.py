@@ -36,7 +36,7 @@ from ecgbeats.modelling.ec57 import (
     rhythm_spans,
 )
 from ecgbeats.modelling.findings import FindingsConfig, breaks_at, recording_findings
-from ecgbeats.serving.scoring import Scorer, StripResult
+from ecgbeats.serving.scoring import Scorer, StripResult, unanalysed_stretches
 from stages.common import load_params, setup_logging
 
 log = logging.getLogger("stages.ec57")
@@ -58,14 +58,14 @@ def score_record(
     labels = np.array([SYMBOL_TO_LABEL[s] for s in ref_symbols[match.reference][aami]], dtype=np.int64)
     proba = result.predictions.probabilities[match.detected[aami]]
     return (detection_figures(len(reference), len(detected), len(match.reference)), labels, proba,
-            record_events(rec, directory / record, result))  # fmt: skip
+            record_events(rec, directory / record, result, is_beat))  # fmt: skip
 
 
-def record_events(rec: RecordSignals, base: Path, result: StripResult) -> dict[str, object]:
-    """The record's findings (as the batch CLI gives them) against the reference annotations' events."""
+def record_events(rec: RecordSignals, base: Path, result: StripResult, is_beat: np.ndarray) -> dict[str, object]:
+    """The record's findings (as the batch CLI gives them) against the reference annotations' events;
+    ``is_beat`` marks the annotations that are beats."""
     config = FindingsConfig()
     symbols = np.asarray(rec.ann_symbols, dtype=object)
-    is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
     names = np.array([CLASS_NAMES[SYMBOL_TO_LABEL[s]] if s in SYMBOL_TO_LABEL else "other" for s in symbols[is_beat]])
     notes = wfdb.rdann(str(base), "atr").aux_note  # the rhythm notes, beside the beat symbols
     rhythm = symbols == "+"
@@ -73,7 +73,7 @@ def record_events(rec: RecordSignals, base: Path, result: StripResult) -> dict[s
     reference_af = rhythm_spans(rec.ann_samples[rhythm], [notes[i] for i in np.flatnonzero(rhythm)], rec.fs, end_s,
                                 AF_RHYTHMS)  # fmt: skip
     beats = result.beats.assign(class_name=result.predictions.names)
-    unanalysed = [(seg.start / rec.fs, seg.end / rec.fs, seg.reason) for seg in result.quality.unusable]
+    unanalysed = unanalysed_stretches(result.quality.unusable, rec.fs)
     found = recording_findings(beats, end_s, unanalysed, config)
     times = beats["time_s"].to_numpy(dtype=np.float64)
     af = found["atrial_fibrillation"]

@@ -35,7 +35,8 @@ stretches that were not analysed. Every count follows the Holter and ANSI/AAMI E
 
 :func:`recording_findings` gives them as one JSON-ready dict (:data:`SCHEMA`, described in
 ``reports/findings-schema.md``); :func:`episodes` and :func:`breaks_at` are the run finder and the
-breaks it honours, which ``ecgbeats.modelling.ec57`` also uses to match the events to a reference.
+breaks it honours, which ``ecgbeats.modelling.ec57`` also uses to match the events to a reference;
+:func:`heart_rate_windows` gives the rate per window, which the report page draws.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def _geminy(classes: np.ndarray, times: np.ndarray, breaks: np.ndarray, period: 
     return out
 
 
-def _heart_rate(times: np.ndarray, breaks: np.ndarray, duration_s: float, window_s: float) -> pd.DataFrame:
+def heart_rate_windows(times: np.ndarray, breaks: np.ndarray, duration_s: float, window_s: float) -> pd.DataFrame:
     """Per window: the window's start, the intervals ending in it (count, total seconds) and the rate."""
     rr = np.diff(times)
     ok = ~breaks[1:]
@@ -212,7 +213,7 @@ def recording_findings(
     analysed_s = max(duration_s - unanalysed_s, 0.0)
     breaks = breaks_at(times, [(a, b) for a, b, _ in stretches])
 
-    windows = _heart_rate(times, breaks, duration_s, config.window_s)
+    windows = heart_rate_windows(times, breaks, duration_s, config.window_s)
     rated = windows.dropna(subset=["rate_bpm"])
     rr = np.diff(times)
     pauses = [

@@ -52,6 +52,7 @@ SEARCH_BACK_SLOPE = 0.5
 SEARCH_BACK_FIRST_SLOPE = 0.2
 SILENT = 0.1
 MIN_SEPARATION_S = 0.25
+SETTLE_S = 0.5  # a stretch filtered on its own is padded this much either side (the band-pass settles)
 AGREEMENT = 0.5  # share of the second lead's beats near a first-lead beat for it to be used
 # a detected RR this many times the median RR is doubtful when QRS-like activity lies in it: a slope of
 # DOUBT_SLOPE of the beats' after the T wave of the beat before and before the P wave of the beat after
@@ -140,7 +141,7 @@ def _found_in_second(leads: list[np.ndarray], fs: float, kept: np.ndarray, j: in
     """Step 3's test of a second-lead beat in the long interval ``kept[j - 1]`` to ``kept[j]``: its slope
     in the second lead against the beats before it there, and in the first lead some evidence of it, or
     none of anything (the first lead lost). Only this stretch is filtered: such intervals are rare."""
-    pad = round(0.5 * fs)  # filter settling either side
+    pad = round(SETTLE_S * fs)
     recent = kept[max(j - HISTORY, 0) : j]
     lo, hi = max(int(recent[0]) - pad, 0), min(int(kept[j]) + pad, len(leads[0]))
     first, second = slope(leads[0][lo:hi], fs), slope(leads[1][lo:hi], fs)
@@ -205,7 +206,7 @@ def rr_checks(lead: np.ndarray, fs: float, peaks: np.ndarray, unusable: Sequence
         return out
     lead = np.asarray(lead, dtype=np.float64)
     after, before = round(DOUBT_AFTER_S * fs), round(DOUBT_BEFORE_S * fs)
-    pad = round(0.5 * fs)  # filter settling either side of the stretch
+    pad = round(SETTLE_S * fs)
     for k in np.flatnonzero(_long_intervals(peaks, HISTORY, DOUBTFUL_RR)).tolist():
         start, stop = int(peaks[k]), int(peaks[k + 1])
         if any(a < stop and b > start for a, b in unusable):

@@ -48,6 +48,7 @@ from ecgbeats.serving.scoring import (
     Predictions,
     Scorer,
     ScoringError,
+    unanalysed_stretches,
 )
 from ecgbeats.serving.security import AccessGuard, key_ring
 from ecgbeats.serving.settings import Settings
@@ -800,8 +801,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rr_next = np.diff(result.peaks, append=np.nan)[at] / fs
         rhythm = beats["rhythm"].to_numpy() if "rhythm" in beats else None
         rr_check = beats["rr_check"].to_numpy()
-        unanalysed = [(seg.start / fs, seg.end / fs, seg.reason) for seg in result.quality.unusable]
-        findings = recording_findings(beats.assign(class_name=names), len(signal) / fs, unanalysed)
+        findings = recording_findings(
+            beats.assign(class_name=names), len(signal) / fs, unanalysed_stretches(result.quality.unusable, fs)
+        )
         return {
             "model": {"version": scorer.version, "digest": scorer.digest},
             "summary": summary,

@@ -57,7 +57,7 @@ from ecgbeats.features.record import annotated_beats
 from ecgbeats.io import atomic_path, write_csv, write_json, write_text
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving import streaming
-from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems
+from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems, unanalysed_stretches
 from ecgbeats.serving.settings import SettingsError, load_settings
 from ecgbeats.serving.streaming import SEGMENT_S
 
@@ -425,7 +425,7 @@ def signal_frames(
                 scorer, source.read(0, n), fs, segment_s if segment_s > 0 else None
             )
             if unanalysed is not None:
-                unanalysed.extend((seg.start / fs, seg.end / fs, seg.reason) for seg in quality.unusable)
+                unanalysed.extend(unanalysed_stretches(quality.unusable, fs))
             frame = tidy(frame)
             for start in range(0, max(len(frame), 1), chunk_size):
                 yield (
@@ -437,7 +437,7 @@ def signal_frames(
             reads = (source.read(start, min(start + step, n)) for start in range(0, n, step))
             for part in segment_beats(scorer, reads, fs, segment_s):
                 if unanalysed is not None:
-                    unanalysed.extend((seg.start / fs, seg.end / fs, seg.reason) for seg in part.unusable)
+                    unanalysed.extend(unanalysed_stretches(part.unusable, fs))
                 yield tidy(part.beats), (part.stop - part.start) / fs
     except ScoringError as err:
         raise BatchInputError(f"{source.name}: {err.message}") from err

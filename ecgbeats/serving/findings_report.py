@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecgbeats.modelling.findings import breaks_at, heart_rate_windows
+
 CLASS_COLORS = {"N": "#15803d", "S": "#2563eb", "V": "#dc2626", "F": "#9333ea", "Q": "#b45309"}
 STRIP_S = 10.0
 BEFORE_S = 2.0  # a strip starts this long before its finding
@@ -95,21 +97,16 @@ def _trend_figure(found: dict[str, Any], beats: pd.DataFrame) -> str:
 
     duration = found["duration_s"]
     times = beats["time_s"].to_numpy(dtype=np.float64)
-    rr = np.diff(times)
-    ends = times[1:]
-    minute = np.floor(ends / 60.0).astype(int)
-    n_min = max(int(np.ceil(duration / 60.0)), 1)
-    total = np.bincount(minute, weights=rr, minlength=n_min)[:n_min]
-    count = np.bincount(minute, minlength=n_min)[:n_min]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(total >= 30.0, 60.0 * count / total, np.nan)
+    breaks = breaks_at(times, [(u["start_s"], u["end_s"]) for u in found["unanalysed"]])
+    rate = heart_rate_windows(times, breaks, duration, found["config"]["window_s"])["rate_bpm"].to_numpy()
+    n_min = len(rate)
     step = 3600.0 if duration > 7200.0 else 300.0
     bins = np.floor(times / step).astype(int)
     n_bins = max(int(np.ceil(duration / step)), 1)
     classes = beats["class_name"].astype(str).to_numpy()
     figure = Figure(figsize=(11, 4.2))
     ax1, ax2 = figure.subplots(2, 1, sharex=True)
-    ax1.plot(np.arange(n_min) / 60.0, rate, color="#111", linewidth=1)
+    ax1.plot(np.arange(n_min) * found["config"]["window_s"] / 3600.0, rate, color="#111", linewidth=1)
     ax1.set_ylabel("heart rate (bpm)")
     ax1.set_title("Heart rate per minute", fontsize=10, loc="left")
     ax1.grid(alpha=0.3)

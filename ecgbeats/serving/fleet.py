@@ -120,8 +120,9 @@ def run_fleet(inputs: Path, out_dir: Path, model: Path, client: Any, progress: b
     from distributed import as_completed
     from tqdm import tqdm
 
+    every = recordings(inputs)
     todo, rows = [], {}
-    for recording in recordings(inputs):
+    for recording in every:
         done = out_dir / recording.name / DONE
         if done.is_file():
             rows[recording.name] = {**json.loads(done.read_text()), "status": "done (earlier run)"}
@@ -141,8 +142,7 @@ def run_fleet(inputs: Path, out_dir: Path, model: Path, client: Any, progress: b
             if row["status"] == "failed":
                 log.warning("%s failed: %s", row["recording"], row["reason"])
             bar.update(1)
-    order = [r.name for r in recordings(inputs)]
-    table = pd.DataFrame([rows[name] for name in order]).reindex(columns=COLUMNS)
+    table = pd.DataFrame([rows[r.name] for r in every]).reindex(columns=COLUMNS)
     write_csv(table, out_dir / "fleet.csv")
     write_parquet(table, out_dir / "fleet.parquet")
     return table

@@ -31,7 +31,7 @@ from ecgbeats.features.record import feature_columns, record_features
 from ecgbeats.features.reference import rhythm_context
 from ecgbeats.modelling.bundle import ModelBundle, bundle_digest
 from ecgbeats.processing import detection
-from ecgbeats.processing.quality import QualityConfig, StripQuality, UnusableSignal, assess
+from ecgbeats.processing.quality import QualityConfig, Segment, StripQuality, UnusableSignal, assess
 from ecgbeats.serving.beat_arrays import array_features
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,11 @@ class StripResult:
             "mean_heart_rate_bpm": float(60.0 / rr.mean()) if len(rr) else None,
             "quality": self.quality.summary(len(self.unscored)),
         }
+
+
+def unanalysed_stretches(segments: Sequence[Segment], fs: float) -> list[tuple[float, float, str]]:
+    """The unusable stretches of a strip's quality check as (start s, end s, reason): the findings' input."""
+    return [(seg.start / fs, seg.end / fs, seg.reason) for seg in segments]
 
 
 def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
