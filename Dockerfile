@@ -40,7 +40,7 @@ RUN (dpkg -s libgomp1 >/dev/null 2>&1 || (apt-get update \
     && useradd --system --uid 10001 --no-create-home ecgbeats \
     && install -d -o ecgbeats -g ecgbeats /var/cache/ecgbeats/numba
 COPY --from=build /opt/venv /opt/venv
-ARG MODEL=models/record
+ARG MODEL=models/record-reference
 ARG MODEL_VERSION=""
 ARG MODEL_DIGEST=""
 # the bundle is copied with its manifest; the service checks every file's sha256 (and the pinned

@@ -49,10 +49,11 @@ reproduce: $(INSTALLED) ## clone HEAD to a scratch dir, dvc repro --force, compa
 
 comma := ,
 
-# the served model: the record model fitted on every non-paced record; its expected figures on new
-# patients are the DS1-only model's DS2 holdout (metrics/record/holdout.json)
-SERVE_MODEL ?= models/record
-SERVE_METRICS ?= metrics/record/holdout.json
+# the served model: the record model on each recording's own sinus reference, fitted on every non-paced
+# record; its expected figures on new patients are the DS1-only model's DS2 holdout
+# (metrics/record-reference/holdout.json). SERVE_MODEL=models/record: the mV record model
+SERVE_MODEL ?= models/record-reference
+SERVE_METRICS ?= metrics/$(notdir $(SERVE_MODEL))/holdout.json
 # the beat-row model the beat benchmarks use
 MODEL ?= models/kaggle
 HOST ?= 127.0.0.1
@@ -60,7 +61,7 @@ PORT ?= 8000
 
 # `make serve` is for this machine: access control off unless SERVE_AUTH=keys (with ECGBEATS_API_KEYS_FILE)
 SERVE_AUTH ?= off
-serve: $(INSTALLED) ## serve SERVE_MODEL (default models/record) on http://$(HOST):$(PORT); SERVE_AUTH=keys to require API keys
+serve: $(INSTALLED) ## serve SERVE_MODEL (default models/record-reference) on http://$(HOST):$(PORT); SERVE_AUTH=keys to require API keys
 	ECGBEATS_MODEL_DIR=$(SERVE_MODEL) ECGBEATS_TEST_METRICS=$(SERVE_METRICS) ECGBEATS_AUTH=$(SERVE_AUTH) \
 		$(BIN)/python -m ecgbeats.serving --host $(HOST) --port $(PORT)
 
@@ -81,7 +82,7 @@ eval-quality: $(INSTALLED) ## the strip quality check on the 48 records, clean, 
 	$(BIN)/python -m benchmarks.eval_quality --raw data/raw/mitdb --model $(SERVE_MODEL)
 
 eval-device: $(INSTALLED) ## how the record model's classes move under a gain change and other sampling rates (DS1 records)
-	$(BIN)/python -m benchmarks.eval_device --raw data/raw/mitdb --model models/record-ds1
+	$(BIN)/python -m benchmarks.eval_device --raw data/raw/mitdb --model $(SERVE_MODEL)-ds1
 
 bench: $(INSTALLED) ## latency and throughput of the service on loopback
 	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3
@@ -107,15 +108,15 @@ alerts-test: ## check and unit-test the Prometheus alert rules and config with p
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool test rules deploy/prometheus/rules_test.yml
 
-# the README's viewer screenshot: the DS1-only record model on a DS2 record it never saw
-VIEWER_MODEL ?= models/record-ds1
+# the README's viewer screenshot: the served model's DS1-only fit on a DS2 record it never saw
+VIEWER_MODEL ?= $(SERVE_MODEL)-ds1
 VIEWER_RECORD ?= $(or $(MITDB_MIRROR),data/raw/mitdb)/233
 .PHONY: viewer-screenshot
 
 viewer-screenshot: $(INSTALLED) ## refresh reports/figures/viewer.png: the /viewer page on VIEWER_RECORD in headless chromium
 	$(BIN)/python -m scripts.viewer_screenshot --model $(VIEWER_MODEL) --record $(VIEWER_RECORD) --out reports/figures/viewer.png
 
-FINDINGS_MODEL ?= models/record-reference
+FINDINGS_MODEL ?= $(SERVE_MODEL)
 FINDINGS_RECORD ?= $(or $(MITDB_MIRROR),data/raw/mitdb)/203
 
 .PHONY: findings-report
@@ -139,7 +140,7 @@ dag: $(INSTALLED) ## print the product pipeline's graph (studies: dvc dag studie
 IMAGE_MODEL ?= $(if $(filter command line,$(origin MODEL)),$(MODEL),$(SERVE_MODEL))
 IMAGE_BEAT_MODEL ?= models/interpatient
 # the stages that make those two bundles, for a checkout without them (DVC outputs are not in git)
-IMAGE_REPRO ?= refit_record@record train@interpatient
+IMAGE_REPRO ?= refit_record@record-reference train@interpatient
 IMAGE_NAME ?= localhost/ecgbeats
 IMAGE_TAG ?= $(shell git describe --always --dirty --exclude '*')-$(notdir $(IMAGE_MODEL))
 IMAGE_BUILD_ARGS ?=
@@ -148,7 +149,7 @@ export CONTAINERS_CONF ?= $(abspath deploy/container/containers.conf)
 # the CA bundle pip trusts on this host (a TLS-intercepting proxy's CA), given to the build as a secret
 PIP_CA ?= $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt))
 
-image: ## build the container image of IMAGE_MODEL (default models/record; or MODEL=...) with the pinned dependencies
+image: ## build the container image of IMAGE_MODEL (default models/record-reference; or MODEL=...) with the pinned dependencies
 	@test -f $(IMAGE_MODEL)/MANIFEST.sha256 || (echo "image: no model bundle at $(IMAGE_MODEL) (dvc repro or dvc pull it)" && exit 1)
 	scripts/container_base.sh python:3.11-slim-bookworm
 	@start=$$(date +%s); \

@@ -1,6 +1,6 @@
 """A 24-hour Holter through the batch CLI: the 48 MIT-BIH records end to end, streamed vs whole.
 
-    python -m benchmarks.bench_holter --model models/record --mirror $MITDB_MIRROR [--records 100 101] \
+    python -m benchmarks.bench_holter --model models/record-reference --mirror $MITDB_MIRROR [--records 100 101] \
         [--formats wfdb edf] [--modes streamed whole one-piece]
 
 Concatenates the records (30 min each at 360 Hz; 48 make 24.07 h), both leads as ``ECG1`` and ``ECG2``
@@ -111,7 +111,7 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame, tolerance: int) -> tuple[int, in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("models/record"))
+    parser.add_argument("--model", type=Path, default=Path("models/record-reference"))
     parser.add_argument("--mirror", type=Path, default=Path(os.environ.get("MITDB_MIRROR", "data/raw/mitdb")))
     parser.add_argument("--records", nargs="+", default=None, help="default: the mirror's RECORDS (all 48)")
     parser.add_argument("--formats", nargs="+", choices=["wfdb", "edf"], default=["wfdb", "edf"])

@@ -1,7 +1,7 @@
 """Raw ECG end to end in one process: whole MIT-BIH records through ``Scorer.score_strip``.
 
-    python -m benchmarks.bench_strip --model models/record --raw data/raw/mitdb [--records 100 213] [--repeats 3]
-        [--leads 1]
+    python -m benchmarks.bench_strip --model models/record-reference --raw data/raw/mitdb \\
+        [--records 100 213] [--repeats 3] [--leads 1]
 
 For each record, the best of ``--repeats`` runs of: R-peak detection (``ecgbeats.processing.detection``), the beat
 measurement (``ecgbeats.features.record.record_features``) and the model; prints beats per second for
@@ -26,7 +26,7 @@ from ecgbeats.serving.scoring import Scorer
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=Path("models/record"))
+    parser.add_argument("--model", type=Path, default=Path("models/record-reference"))
     parser.add_argument("--raw", type=Path, default=Path("data/raw/mitdb"))
     parser.add_argument("--records", nargs="+", default=list(DS2[:6]))
     parser.add_argument("--repeats", type=int, default=3)

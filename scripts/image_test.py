@@ -1,6 +1,7 @@
 """Start the service's container image on loopback and check it; one PASS/FAIL line per check.
 
-    python -m scripts.image_test --image localhost/ecgbeats:TAG --model models/record --beat-model models/interpatient
+    python -m scripts.image_test --image localhost/ecgbeats:TAG --model models/record-reference \\
+        --beat-model models/interpatient
 
 The image serves its baked-in bundle (the record model by default). Checks:
   - the image: non-root USER, a HEALTHCHECK, the pinned bundle digest, its size and base (reported);

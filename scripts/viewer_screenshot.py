@@ -209,7 +209,9 @@ def screenshot(driver: Any, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "models/record", help="the model bundle to serve")
+    parser.add_argument(
+        "--model", type=Path, default=ROOT / "models/record-reference", help="the model bundle to serve"
+    )
     parser.add_argument("--record", type=Path, required=True, help="a WFDB record path without extension")
     parser.add_argument("--out", type=Path, default=ROOT / "reports/figures/viewer.png")
     parser.add_argument("--span", type=float, default=20.0, help="seconds shown")

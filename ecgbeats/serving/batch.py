@@ -685,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", type=Path, help="a .parquet or .csv of beats, a WFDB record path or an .edf file")
     parser.add_argument("output", type=Path, help="the predictions: .parquet or .csv")
     parser.add_argument(
-        "--model", type=Path, default=None, help="bundle dir (default: $ECGBEATS_MODEL_DIR or models/record)"
+        "--model", type=Path, default=None, help="bundle dir (default: $ECGBEATS_MODEL_DIR or models/record-reference)"
     )
     parser.add_argument("--input-format", choices=["auto", "parquet", "csv", "wfdb", "edf"], default="auto")
     parser.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="on a malformed row")

@@ -19,8 +19,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ECGBEATS_", frozen=True, extra="ignore")
 
     model_dir: Path = Field(
-        Path("models/record"),
-        description="the model bundle directory to serve (default: the record model fitted on every non-paced record)",
+        Path("models/record-reference"),
+        description="the model bundle directory to serve (default: the record model on each recording's own sinus "
+        "reference, fitted on every non-paced record)",
     )
     model_version: str | None = Field(
         None,
