@@ -1,5 +1,6 @@
-"""The service under abuse, on loopback: stalled connections, a flood of connections, heavy strips at
-once, mixed load, and a shutdown with a stalled client. Prints one table row per probe.
+"""The service under abuse, on loopback: stalled connections, a flood of connections, a flood of idle
+keep-alive connections, slow uploads, heavy strips at once, mixed load, and a shutdown with a stalled
+client. Prints one table row per probe.
 
 Starts ``python -m ecgbeats.serving`` with the default limits (``ECGBEATS_AUTH=off``) on a free port:
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -141,6 +144,114 @@ def probe_half_sent(server: Server, n: int) -> str:
     )
 
 
+async def _idle_kept_alive(port: int, n: int, hold: float) -> list[tuple[str, float]]:
+    """Open ``n`` connections that each send one ``GET /health`` and then stay quiet; for each, the status
+    of its answer (``refused``, ``reset``) and the seconds from the answer until the server closed it."""
+
+    async def one() -> tuple[str, float]:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return "refused", float("nan")
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=hold)
+            length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            writer.close()
+            return "reset", float("nan")
+        status = head[9:12].decode()
+        answered = time.monotonic()
+        try:
+            await asyncio.wait_for(reader.read(), timeout=hold)  # b"" once the server closes it
+            closed_after = time.monotonic() - answered
+        except TimeoutError:
+            closed_after = float("inf")
+        except ConnectionError:
+            closed_after = time.monotonic() - answered
+        writer.close()
+        return status, closed_after
+
+    return await asyncio.gather(*(one() for _ in range(n)))
+
+
+def probe_idle_kept_alive(server: Server, n: int) -> str:
+    health: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            health.append(server.health_ms())
+            time.sleep(0.25)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    results = asyncio.run(_idle_kept_alive(server.port, n, hold=90))
+    stop.set()
+    watcher.join()
+    statuses = {k: sum(r[0] == k for r in results) for k in sorted({r[0] for r in results})}
+    closed = sorted(r[1] for r in results if r[0] == "200" and r[1] != float("inf"))
+    still_open = sum(r[0] == "200" and r[1] == float("inf") for r in results)
+    finite = [h for h in health if h != float("inf")]
+    return (
+        f"{n:,} connections each quiet after one GET /health | answers {statuses}; the server closed the idle ones "
+        f"after p50 {statistics.median(closed) if closed else float('nan'):.1f} s, the last after "
+        f"{max(closed, default=float('nan')):.1f} s, {still_open:,} still open after 90 s; /health on new "
+        f"connections meanwhile answered {len(finite)} of {len(health)} probes, "
+        f"max {max(finite, default=float('nan')):.0f} ms"
+    )
+
+
+def probe_slow_uploads(server: Server, n: int, bytes_per_second: int, duration: float) -> str:
+    """``n`` uploads of a 1-minute strip trickling ``bytes_per_second`` each for ``duration`` seconds, while
+    one client posts the same strip whole, one after the other."""
+    body = strip_body(60, 360.0)
+    head = (
+        f"POST /v1/ecg:classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(n)]
+    for sock in socks:
+        sock.sendall(head)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        sent = 0
+        while not stop.wait(0.1) and sent < len(body) - bytes_per_second:
+            for sock in socks:
+                with contextlib.suppress(OSError):  # closed by the server (its body deadline)
+                    sock.sendall(body[sent : sent + bytes_per_second // 10])
+            sent += bytes_per_second // 10
+
+    trickler = threading.Thread(target=trickle)
+    trickler.start()
+    answers: list[tuple[int, float, str]] = []
+    deadline = time.monotonic() + duration
+    with httpx.Client(base_url=server.base, timeout=120) as client:
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            response = client.post("/v1/ecg:classify", content=body, headers={"content-type": "application/json"})
+            message = response.json().get("message", "") if response.status_code != 200 else ""
+            answers.append((response.status_code, time.perf_counter() - start, message))
+            if response.status_code == 503:
+                time.sleep(float(response.headers.get("retry-after", "1")))
+    stop.set()
+    trickler.join()
+    for sock in socks:
+        sock.close()
+    codes = {code: sum(a[0] == code for a in answers) for code in sorted({a[0] for a in answers})}
+    ok = [a[1] for a in answers if a[0] == 200]
+    refusal = next((a[2] for a in answers if a[0] == 503), "")
+    return (
+        f"{n} uploads of a 1-min strip ({len(body) / 1e3:.0f} kB) at {bytes_per_second / 1024:g} KiB/s each, "
+        f"{duration:g} s | whole strips posted meanwhile: answers {codes}, 200s took "
+        f"{min(ok, default=float('nan')):.2f}-{max(ok, default=float('nan')):.2f} s"
+        + (f"; first 503: {refusal!r}" if refusal else "")
+    )
+
+
 def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> str:
     body = strip_body(seconds, fs)
     rss0, _ = rss_mib(server.proc.pid)
@@ -243,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path("models/interpatient"), help="a beat-row bundle")
     parser.add_argument("--half-sent", type=int, default=2000)
     parser.add_argument("--flood", type=int, default=5000, help="connections opened at once (half-sent)")
+    parser.add_argument("--idle", type=int, default=1500, help="connections quiet after one GET /health")
+    parser.add_argument("--slow-uploads", type=int, default=9, help="strip uploads trickling at 1 KiB/s")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this client holds thousands of sockets
@@ -251,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(tmp) / "server.log"
         server = Server(args.model, log)
         rows = [probe_half_sent(server, args.half_sent), probe_half_sent(server, args.flood)]
+        rows.append(probe_idle_kept_alive(server, args.idle))
+        rows.append(probe_slow_uploads(server, args.slow_uploads, 1024, 30.0))
         rows.append(probe_heavy(server, 1800, 1000.0, 1))
         rows.append(probe_heavy(server, 1800, 1000.0, 10))
         rows.append(probe_mixed(server, 32, 4, 30.0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import resource
 import sys
 from typing import Any
@@ -45,9 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--log-level", default="info")
-    # longer than uvicorn's 5 s default: busy clients reuse a connection before the server drops it
-    parser.add_argument("--timeout-keep-alive", type=int, default=75, help="seconds an idle connection stays open")
+    parser.add_argument(
+        "--timeout-keep-alive", type=float,
+        help="seconds an idle kept-alive connection stays open (ECGBEATS_KEEP_ALIVE_TIMEOUT, default 5); behind a "
+        "load balancer, longer than its idle timeout",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.timeout_keep_alive is not None:
+        # the setting itself, so the connection guard and every uvicorn worker process read the same value
+        os.environ["ECGBEATS_KEEP_ALIVE_TIMEOUT"] = str(args.timeout_keep_alive)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
@@ -61,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit(settings.max_connections + FD_HEADROOM)
     options: dict[str, Any] = dict(
         host=args.host, port=args.port, log_level=args.log_level, http=PROTOCOL, server_header=False,
-        timeout_keep_alive=args.timeout_keep_alive, timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
+        timeout_keep_alive=math.ceil(settings.keep_alive_timeout),  # the guard applies the exact value
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout),
     )  # fmt: skip
     if args.workers > 1:  # each worker builds its own app from the same environment
         uvicorn.run("ecgbeats.serving.api:app_from_env", factory=True, workers=args.workers, **options)

@@ -280,10 +280,14 @@ def _raw_error_response(
 
 @dataclasses.dataclass
 class Lane:
-    """Admission for one kind of heavy request: ``workers`` at once, ``queue`` more waiting, the rest 503."""
+    """Admission for one kind of heavy request: ``workers`` at once, ``queue`` more waiting, the rest 503.
+
+    Only requests whose body is in take a place, so every place is a request being scored or ready to be.
+    """
 
     workers: int
     queue: int
+    kind: tuple[str, str] = ("request", "requests")  # singular and plural, for the 503 message
     waiting: int = 0
     running: int = 0
     semaphore: asyncio.Semaphore = dataclasses.field(init=False)
@@ -294,6 +298,29 @@ class Lane:
     @property
     def full(self) -> bool:
         return self.waiting + self.running >= self.workers + self.queue
+
+    def state(self) -> str:
+        """What holds the lane, e.g. ``1 strip is being scored and 8 more are queued``."""
+        one, many = self.kind
+        running = f"{self.running} {one} is" if self.running == 1 else f"{self.running} {many} are"
+        return f"{running} being scored and {self.waiting} more {'is' if self.waiting == 1 else 'are'} queued"
+
+
+@dataclasses.dataclass
+class ReceivingBudget:
+    """Body bytes held by the requests still sending their body, every lane together.
+
+    Bodies are read before a request takes a place in its lane; this bounds their memory instead.
+    """
+
+    limit: int
+    held: int = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
 
 
 TRIM_AFTER_BYTES = 1_000_000  # after a body this large, give freed memory back to the OS
@@ -311,16 +338,18 @@ class InputGuard:
     A request with a body to any other path (``/health``, ``/``, ``/viewer``: nothing else takes one) gets
     405 before its body is read, and its connection is closed, so no body is held for it.
 
-    A classify request first takes a worker of its lane (strips and beat batches have their own, so a
-    30-minute strip does not hold up one-beat requests); when the lane's workers and queue are full it
-    gets 503 with ``Retry-After`` at once, before its body is read. The body is then read here (up to the
-    cap, within ``body_timeout`` seconds) and replayed to the app, so a chunked upload without a
-    Content-Length is held to the same limits.
+    A classify request's body is read here first (up to the cap, within ``body_timeout`` seconds, its
+    bytes counted against ``receiving``: beyond that budget, 503) and replayed to the app, so a chunked
+    upload without a Content-Length is held to the same limits. Only then does the request take a worker
+    of its lane (strips and beat batches have their own, so a 30-minute strip does not hold up one-beat
+    requests), so a slow upload holds no worker and no queue place. When the lane's workers and queue
+    are full the request gets 503 with ``Retry-After``: at once if they are full when its headers arrive,
+    before its body is read, else once its body is in.
     """
 
     def __init__(
         self, app: ASGIApp, max_body_bytes: int, body_timeout: float, lanes: dict[str, Lane], retry_after: int,
-        metrics: ServiceMetrics,
+        metrics: ServiceMetrics, receiving: ReceivingBudget,
     ) -> None:  # fmt: skip
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -328,6 +357,7 @@ class InputGuard:
         self.lanes = lanes
         self.retry_after = retry_after
         self.metrics = metrics
+        self.receiving = receiving
 
     async def _reject(
         self, send: Send, path: str, status: int, reason: str, field: str, message: str,
@@ -372,16 +402,26 @@ class InputGuard:
                 )  # fmt: skip
                 return
         lane = self.lanes.get(path)
+        if lane is not None and lane.full:  # refused before the client sends a body it would send in vain
+            await self._lane_full(send, path, lane)
+            return
+        body = await self._receive_body(receive, send, path)
+        if body is None:
+            return  # answered already, or the client left
+        size = len(body)
+        await self._admit(scope, receive, send, path, lane, body)
+        del body
+        if size > TRIM_AFTER_BYTES:
+            await anyio.to_thread.run_sync(_release_free_memory)
+
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send, path: str, lane: Lane | None, body: bytes
+    ) -> None:
         if lane is None:
-            await self._admitted(scope, receive, send, path)
+            await self._replayed(scope, receive, send, body)
             return
         if lane.full:
-            await self._reject(
-                send, path, 503, "overloaded", "request",
-                f"{lane.running} requests of this kind are being scored and {lane.waiting} are waiting, the most "
-                f"accepted; retry in {self.retry_after} s",
-                [(b"retry-after", str(self.retry_after).encode())],
-            )  # fmt: skip
+            await self._lane_full(send, path, lane)
             return
         lane.waiting += 1
         try:
@@ -390,12 +430,20 @@ class InputGuard:
             lane.waiting -= 1
         lane.running += 1
         try:
-            await self._admitted(scope, receive, send, path)
+            await self._replayed(scope, receive, send, body)
         finally:
             lane.running -= 1
             lane.semaphore.release()
 
-    async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    async def _lane_full(self, send: Send, path: str, lane: Lane) -> None:
+        await self._reject(
+            send, path, 503, "overloaded", "request",
+            f"{lane.state()}, the most accepted; retry in {self.retry_after} s",
+            [(b"retry-after", str(self.retry_after).encode())],
+        )  # fmt: skip
+
+    async def _receive_body(self, receive: Receive, send: Send, path: str) -> bytes | None:
+        """The whole body, or None once the request is answered (413, 408, 503) or the client has left."""
         chunks: list[bytes] = []
         size = 0
         try:
@@ -403,15 +451,23 @@ class InputGuard:
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
-                        return
+                        return None
                     chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_body_bytes:
+                    if size + len(chunk) > self.max_body_bytes:
                         await self._reject(
                             send, path, 413, "body_too_large", "body",
                             f"the body is over {self.max_body_bytes} bytes, the most accepted",
                         )  # fmt: skip
-                        return
+                        return None
+                    if not self.receiving.take(len(chunk)):
+                        await self._reject(
+                            send, path, 503, "overloaded", "body",
+                            f"requests whose bodies are being received hold {self.receiving.held} bytes, the most "
+                            f"accepted at once; retry in {self.retry_after} s",
+                            [(b"retry-after", str(self.retry_after).encode()), (b"connection", b"close")],
+                        )  # fmt: skip
+                        return None
+                    size += len(chunk)
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
@@ -421,9 +477,13 @@ class InputGuard:
                 f"the body was not complete after {self.body_timeout:g} s ({size} bytes received)",
                 [(b"connection", b"close")],
             )  # fmt: skip
-            return
-        body = b"".join(chunks)
-        del chunks
+            return None
+        finally:
+            self.receiving.held -= size  # from here a lane bounds the bodies held (its workers and queue)
+        return b"".join(chunks)
+
+    async def _replayed(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+        """The app, given the body already read."""
         replayed = False
 
         async def replay() -> Message:
@@ -434,9 +494,6 @@ class InputGuard:
             return await receive()
 
         await self.app(scope, replay, send)
-        if size > TRIM_AFTER_BYTES:
-            del body
-            await anyio.to_thread.run_sync(_release_free_memory)
 
 
 # ---------------------------------------------------------------- the app
@@ -565,9 +622,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             + "Limits (`GET /v1/model` → `limits`): request headers "
             f"within {settings.header_timeout:g} s and the body within {settings.body_timeout:g} s, else 408; "
-            f"at most {settings.max_connections} open connections; strips ({settings.strip_workers} at once) and "
-            f"beat batches ({settings.beat_workers} at once) each queue at most {settings.max_queued} more, beyond "
-            f"which the answer is 503 with `Retry-After: {settings.retry_after}`."
+            f"an idle kept-alive connection is closed after {settings.keep_alive_timeout:g} s; "
+            f"at most {settings.max_connections} open connections (beyond, idle ones are closed first); "
+            f"bodies still being received hold at most {settings.max_receiving_bytes} bytes together; "
+            f"strips ({settings.strip_workers} at once) and beat batches ({settings.beat_workers} at once), "
+            f"once their body is in, each queue at most {settings.max_queued} more; beyond any of these limits "
+            f"the answer is 503 with `Retry-After: {settings.retry_after}`."
         ),
         lifespan=lifespan,
     )
@@ -694,7 +754,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # beyond these a client gets 408 or 503 with Retry-After (README, "Limits under load")
                 "header_timeout_s": settings.header_timeout,
                 "body_timeout_s": settings.body_timeout,
+                "keep_alive_timeout_s": settings.keep_alive_timeout,
                 "max_connections": settings.max_connections,
+                "max_receiving_bytes": settings.max_receiving_bytes,
                 "strip_workers": settings.strip_workers,
                 "beat_workers": settings.beat_workers,
                 "max_queued": settings.max_queued,
@@ -830,12 +892,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
 
     lanes = {
-        ECG_PATH: Lane(settings.strip_workers, settings.max_queued),
-        BEATS_PATH: Lane(settings.beat_workers, settings.max_queued),
+        ECG_PATH: Lane(settings.strip_workers, settings.max_queued, ("strip", "strips")),
+        BEATS_PATH: Lane(settings.beat_workers, settings.max_queued, ("beat batch", "beat batches")),
     }
     app.add_middleware(
         InputGuard, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout, lanes=lanes,
-        retry_after=settings.retry_after, metrics=metrics,
+        retry_after=settings.retry_after, metrics=metrics, receiving=ReceivingBudget(settings.max_receiving_bytes),
     )  # fmt: skip
     # outside the input guard: a request without a valid key is refused before its body is read
     app.add_middleware(

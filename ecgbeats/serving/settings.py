@@ -74,9 +74,21 @@ class Settings(BaseSettings):
         10.0, gt=0, le=300, description="seconds a connection has to send complete request headers; then 408"
     )
     body_timeout: float = Field(60.0, gt=0, le=3600, description="seconds a request has to send its whole body")
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, le=600,
+        description="seconds a kept-alive connection may stay idle between requests; then it is closed "
+        "(`--timeout-keep-alive` of `python -m ecgbeats.serving` sets it too)",
+    )  # fmt: skip
     max_connections: int = Field(
-        1000, ge=1, le=100_000, description="open connections kept; beyond, a new one gets 503 and is closed"
-    )
+        1000, ge=1, le=100_000,
+        description="open connections kept; beyond, the oldest idle keep-alive connection is closed to make room, "
+        "else the one longest waiting for its request headers gets 503, else the new one gets 503 and is closed",
+    )  # fmt: skip
+    max_receiving_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024,
+        description="body bytes held at once by the classify requests still sending their body (a request takes "
+        "a worker or a queue place only once its body is in); beyond, the request adding to them gets 503",
+    )  # fmt: skip
     strip_workers: int = Field(
         1, ge=1, le=64, description="worker processes scoring strips, one strip each at a time (a strip costs seconds)"
     )
@@ -102,6 +114,8 @@ class Settings(BaseSettings):
             raise ValueError(f"drift_min_beats {self.drift_min_beats} is above drift_window {self.drift_window}")
         if self.min_strip_seconds > self.max_strip_seconds:
             raise ValueError("min_strip_seconds is above max_strip_seconds")
+        if self.max_body_bytes > self.max_receiving_bytes:
+            raise ValueError("max_body_bytes is above max_receiving_bytes: the largest body could never be received")
         return self
 
     @property

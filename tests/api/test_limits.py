@@ -1,13 +1,17 @@
 """Connection and admission limits against a real server on loopback: stalled headers and bodies are
-cut off, a connection beyond the cap and a request beyond a lane's queue get 503 with Retry-After at
-once, /health keeps answering, and a shutdown with a stalled client ends in bounded time."""
+cut off, idle keep-alive connections are closed and make room at the cap, slow uploads hold no worker,
+a connection beyond the cap and a request beyond a lane's queue get 503 with Retry-After at once,
+/health keeps answering, and a shutdown with a stalled client ends in bounded time."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from urllib.parse import urlparse
 
@@ -34,6 +38,45 @@ def _read_all(sock: socket.socket) -> bytes:
     return data
 
 
+def _one_response(sock: socket.socket) -> bytes:
+    """One response on a kept-alive connection (its head and its content-length body); what came if the
+    server closed the connection first, b"" if it reset it."""
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            if not (chunk := sock.recv(65536)):
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+        while length and len(body) < int(length.group(1)):
+            if not (chunk := sock.recv(65536)):
+                break
+            body += chunk
+        return head + b"\r\n\r\n" + body
+    except ConnectionError:
+        return data
+
+
+def _get(sock: socket.socket, path: str) -> bytes:
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
+    except ConnectionError:
+        return b""
+    return _one_response(sock)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds``, sending nothing more."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
 def _strip(seconds: float = 12.0, fs: float = 250.0) -> bytes:
     t = np.arange(int(seconds * fs)) / fs
     signal_mv = 0.05 * np.sin(2 * np.pi * 0.3 * t) + np.where((t % 0.8) < 0.03, 1.0, 0.0)
@@ -44,6 +87,16 @@ def _head(path: str, length: int) -> bytes:
     return (
         f"POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
     ).encode()
+
+
+def _long_strip() -> dict:
+    """Record 213's 3-minute excerpt ten times: a 30-minute strip, a few tenths of a second of the worker's time."""
+    import wfdb
+
+    from tests.conftest import FIXTURE_MIRROR
+
+    record = wfdb.rdrecord(str(FIXTURE_MIRROR / "213"), channels=[0])
+    return {"fs": 360.0, "signal": np.tile(np.round(record.p_signal[:, 0], 4), 10).tolist()}
 
 
 @pytest.fixture(scope="module")
@@ -121,36 +174,117 @@ def test_beyond_the_cap_with_every_connection_in_a_request_a_new_one_gets_503(bu
 
 
 def test_a_full_lane_answers_503_at_once_while_the_other_lane_and_health_work(limited_server):
-    body = _strip()
-    with ExitStack() as stack:
-        # one strip holds the lane's only worker (its body arrives slowly), one more waits in its queue
-        busy = [stack.enter_context(_connect(limited_server)) for _ in range(2)]
-        for sock in busy:
-            sock.sendall(_head("/v1/ecg:classify", len(body)) + body[:100])
-        time.sleep(0.3)
+    body = json.dumps(_long_strip()).encode()  # about 5 MB: received in milliseconds, scored in tenths of a second
+    beats = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
+
+    def post(_: int) -> tuple[httpx.Response, float]:
         start = time.monotonic()
-        refused = httpx.post(
-            f"{limited_server}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}
-        )
-        assert refused.status_code == 503
+        response = httpx.post(
+            f"{limited_server}/v1/ecg:classify", content=body, headers={"content-type": "application/json"},
+            timeout=120,
+        )  # fmt: skip
+        return response, time.monotonic() - start
+
+    # six whole strips at once on one worker with one place in its queue
+    with ThreadPoolExecutor(6) as pool:
+        strips = [pool.submit(post, i) for i in range(6)]
+        with httpx.Client(base_url=limited_server, timeout=10) as client:
+            while not all(s.done() for s in strips):
+                assert client.post("/v1/beats:classify", json=beats).status_code == 200  # the other lane works
+                assert client.get("/health").status_code == 200
+        answers = [s.result() for s in strips]
+    codes = sorted(r.status_code for r, _ in answers)
+    assert set(codes) == {200, 503} and codes.count(200) >= 2, codes
+    for refused, took in (a for a in answers if a[0].status_code == 503):
         assert refused.headers["retry-after"] == "3"
         assert refused.json()["error"] == "overloaded"
-        assert time.monotonic() - start < 2.0  # refused without waiting for the lane
-        beats = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
-        assert httpx.post(f"{limited_server}/v1/beats:classify", json=beats).status_code == 200
-        assert httpx.get(f"{limited_server}/health").status_code == 200
-        rejected = httpx.get(f"{limited_server}/metrics").text
-        assert 'reason="overloaded"' in rejected
-    # the stalled strips time out and free the lane
-    deadline = time.monotonic() + WAIT
-    while (
-        httpx.post(
-            f"{limited_server}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}
-        ).status_code
-        == 503
-    ):
-        assert time.monotonic() < deadline, "the lane was not freed"
-        time.sleep(0.5)
+        # the state it names is the real one: strips in a worker and in the queue, their bodies received
+        assert refused.json()["message"].startswith("1 strip is being scored and 1 more is queued"), refused.json()
+        assert took < 2.0  # refused without waiting for the lane
+    assert 'reason="overloaded"' in httpx.get(f"{limited_server}/metrics").text
+
+
+def test_slow_uploads_do_not_hold_the_strip_lane(bundle_dir, tmp_path):
+    body = _strip()
+    limits = dict(strip_workers=1, max_queued=1, header_timeout=30, body_timeout=30)
+    with running_server(tmp_path / "server.log", model_dir=bundle_dir, **limits) as base, ExitStack() as stack:
+        # twice as many uploads as the lane's worker and queue, each trickling its body a byte at a time
+        slow = [stack.enter_context(_connect(base)) for _ in range(4)]
+        for sock in slow:
+            sock.sendall(_head("/v1/ecg:classify", len(body)) + body[:100])
+        stop = threading.Event()
+
+        def trickle() -> None:
+            for sent in range(100, len(body) - 1):
+                if stop.wait(0.2):
+                    return
+                for sock in slow:
+                    sock.sendall(body[sent : sent + 1])
+
+        trickler = threading.Thread(target=trickle)
+        trickler.start()
+        try:
+            time.sleep(0.5)
+            start = time.monotonic()
+            response = httpx.post(
+                f"{base}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}, timeout=WAIT
+            )
+            took = time.monotonic() - start
+            # the slow uploads are still being received: neither answered nor closed
+            assert not any(_closed_within(sock, 0.1) for sock in slow)
+        finally:
+            stop.set()
+            trickler.join()
+        assert response.status_code == 200, response.text
+        assert response.json()["summary"]["beats"] > 0
+        assert took < 10.0
+
+
+def test_bodies_beyond_the_upload_budget_get_503_naming_the_bytes_in_transit(bundle_dir, tmp_path):
+    body = _strip()  # about 21 kB
+    limits = dict(max_body_bytes=32_768, max_receiving_bytes=40_000, header_timeout=30, body_timeout=30)
+    with running_server(tmp_path / "server.log", model_dir=bundle_dir, **limits) as base, ExitStack() as stack:
+        held = stack.enter_context(_connect(base))
+        held.sendall(_head("/v1/ecg:classify", len(body)) + body[:-1])  # all but its last byte
+        time.sleep(0.3)
+        refused = httpx.post(
+            f"{base}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}, timeout=WAIT
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "overloaded" and refused.headers["retry-after"] == "1"
+        assert "being received" in refused.json()["message"], refused.json()
+        assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+        held.sendall(body[-1:])  # the held upload completes and is scored
+        assert _one_response(held).startswith(b"HTTP/1.1 200")
+        # its bytes were given back: a new strip is received and scored
+        again = httpx.post(
+            f"{base}/v1/ecg:classify", content=body, headers={"content-type": "application/json"}, timeout=WAIT
+        )
+        assert again.status_code == 200, again.text
+
+
+def test_idle_keep_alive_connections_make_room_and_are_closed_after_the_idle_timeout(bundle_dir, tmp_path):
+    limits = dict(max_connections=4, keep_alive_timeout=4, header_timeout=30, body_timeout=30)
+    with running_server(tmp_path / "server.log", model_dir=bundle_dir, **limits) as base, ExitStack() as stack:
+        # a request whose body is still coming: a working connection, never evicted for an idle one
+        working = stack.enter_context(_connect(base))
+        working.sendall(_head("/v1/beats:classify", 1000) + b"{")
+        idle: list[tuple[socket.socket, bytes, float]] = []
+        for _ in range(6):  # more than the cap, each quiet after one GET /health
+            sock = stack.enter_context(_connect(base))
+            idle.append((sock, _get(sock, "/health"), time.monotonic()))
+        assert [reply[:12] for _, reply, _ in idle] == [b"HTTP/1.1 200"] * 6
+        with _connect(base) as fresh:
+            assert _get(fresh, "/health").startswith(b"HTTP/1.1 200")
+        # room was made at once, by eviction: no idle connection had reached its idle timeout yet
+        assert time.monotonic() - idle[0][2] < 4
+        evicted = [_closed_within(sock, 0.2) for sock, _, _ in idle]
+        assert evicted[0] and not evicted[-1], evicted  # the oldest idle first; the newest still open
+        assert not _closed_within(working, 0.2)
+        # the idle connections left are closed after the idle timeout (nothing sent on them)
+        sock, _, answered = idle[-1]
+        assert _closed_within(sock, 4 + WAIT)
+        assert 4 - 0.5 <= time.monotonic() - answered < 4 + WAIT
 
 
 def test_a_shutdown_with_a_client_stalled_mid_body_ends_in_bounded_time(bundle_dir, tmp_path):
@@ -178,15 +312,7 @@ def test_a_stopped_service_leaves_no_worker_process_behind(bundle_dir, tmp_path)
 
 
 def test_a_long_strip_is_scored_in_a_worker_process_while_beats_are_answered(limited_server):
-    from concurrent.futures import ThreadPoolExecutor
-
-    import wfdb
-
-    from tests.conftest import FIXTURE_MIRROR
-
-    record = wfdb.rdrecord(str(FIXTURE_MIRROR / "213"), channels=[0])
-    # the 3-minute excerpt ten times: 30 minutes, a few tenths of a second of the worker's time
-    body = {"fs": 360.0, "signal": np.tile(np.round(record.p_signal[:, 0], 4), 10).tolist()}
+    body = _long_strip()
     beats = {"beats": [{"samples": [1.0] + [0.5] * 185 + [0.0]}]}
 
     def predicted() -> float:
