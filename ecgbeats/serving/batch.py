@@ -25,12 +25,14 @@ Every beat goes through ``ecgbeats.serving.scoring.Scorer``, the code path of th
 and scored in chunks with a progress bar. A malformed row (wrong column count, a value that is not
 a finite number, out of range) is reported with its row number (1-based, data rows; header not
 counted): ``--on-error stop`` (default) stops the run, ``--on-error skip`` scores the other rows
-(``--errors FILE`` lists the skipped ones). The output is written to a temporary file and renamed
-only when the whole run succeeds, so a failed or interrupted run leaves no output behind.
+(``--errors FILE`` lists the skipped ones; it is written only when rows were skipped, and an errors file
+an earlier run left at that path is removed, so the file present after a run always lists that run's
+skipped rows). The output is written to a temporary file and renamed only when the whole run succeeds,
+so a failed or interrupted run leaves no output behind and changes no file.
 
 Exit codes: 0 done (rows may have been skipped with ``--on-error skip``); 2 bad input or model, an empty
-input, an output that would overwrite the input, or an output that cannot be written (one line on
-stderr); 143 stopped by SIGTERM (the partial output is removed).
+input, an output or ``--errors`` file that would overwrite the input or each other, or an output that
+cannot be written (one line on stderr); 143 stopped by SIGTERM (the partial output is removed).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -216,6 +219,21 @@ def count_rows(path: Path, fmt: str) -> int | None:
 
 
 # ---------------------------------------------------------------- scoring
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def check_written(inputs: list[Path], written: dict[str, Path | None]) -> None:
+    """Refuse a file the run would write (named by its role) that is one of its inputs or another file it writes."""
+    named = [(role, path) for role, path in written.items() if path is not None]
+    for i, (role, path) in enumerate(named):
+        if any(_same_file(path, p) for p in inputs):
+            raise BatchInputError(f"{path}: the {role} would overwrite the input; name another file")
+        for other, earlier in named[:i]:
+            if _same_file(path, earlier):
+                raise BatchInputError(f"{path}: the {role} would overwrite the {other}; name another file")
 
 
 def _record_base(path: Path) -> Path:
@@ -533,14 +551,18 @@ def run(
 ) -> RunReport:
     """Score ``input_path`` into ``output_path``; raises BatchInputError (and writes nothing) on bad input.
 
-    For a recording, ``findings_path`` (JSON) and ``report_path`` (a self-contained HTML page) get its
-    findings (``ecgbeats.modelling.findings``; the page: ``ecgbeats.serving.findings_report``)."""
+    ``errors_path`` gets the skipped rows (``on_error`` skip), only if there are any; an earlier run's file
+    there is removed otherwise. For a recording, ``findings_path`` (JSON) and ``report_path`` (a
+    self-contained HTML page) get its findings (``ecgbeats.modelling.findings``; the page:
+    ``ecgbeats.serving.findings_report``)."""
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be stop or skip, got {on_error!r}")
     fmt = detect_format(input_path) if input_format == "auto" else input_format
     inputs = [_record_base(input_path).with_suffix(ext) for ext in (".hea", ".dat", ".atr")] if fmt == "wfdb" else []
-    if any(output_path.resolve() == p.resolve() for p in (input_path, *inputs)):
-        raise BatchInputError(f"{output_path}: the output would overwrite the input; name another file")
+    check_written(
+        [input_path, *inputs],
+        {"output": output_path, "--errors file": errors_path, "findings": findings_path, "report": report_path},
+    )
     if fmt != "wfdb" and not input_path.is_file():
         raise BatchInputError(f"{input_path}: no such file")
     out_fmt = "parquet" if output_path.suffix.lower() in (".parquet", ".pq") else "csv"
@@ -625,8 +647,12 @@ def run(
             what = "no beats detected in the recording" if signal_input else "the file is empty or has only a header"
             raise BatchInputError(f"{input_path}: no beats to score ({what})")
         writer.close(score_chunk(scorer, chunk.iloc[0:0]))
-    if errors_path is not None:
+    if errors_path is not None and errors:
         write_csv(pd.DataFrame(errors, columns=["row", "problem"]), errors_path)
+        log.info("the %d skipped row(s) are listed in %s", len(errors), errors_path)
+    elif errors_path is not None and errors_path.exists():
+        errors_path.unlink()  # it lists an earlier run's rows: left, it would pass for this run's
+        log.info("no row skipped; removed the errors file of an earlier run: %s", errors_path)
     if wants_findings:
         write_findings(source, pd.concat(timeline, ignore_index=True), unanalysed, findings_path, report_path, scorer)
     if report.skipped:
@@ -689,7 +715,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--input-format", choices=["auto", "parquet", "csv", "wfdb", "edf"], default="auto")
     parser.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="on a malformed row")
-    parser.add_argument("--errors", type=Path, default=None, help="with --on-error skip: a CSV of skipped rows")
+    parser.add_argument(
+        "--errors",
+        type=Path,
+        default=None,
+        help="with --on-error skip: a CSV of the skipped rows, written only if rows were skipped (an earlier "
+        "run's file at that path is removed otherwise)",
+    )
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK)
     parser.add_argument("--peaks", choices=["detect", "annotations"], default="detect", help="WFDB input: R peaks")
     parser.add_argument("--channel", default="0", help="WFDB/EDF input: the lead to score, by index or label (MLII)")
