@@ -25,12 +25,22 @@ Every beat goes through ``ecgbeats.serving.scoring.Scorer``, the code path of th
 and scored in chunks with a progress bar. A malformed row (wrong column count, a value that is not
 a finite number, out of range) is reported with its row number (1-based, data rows; header not
 counted): ``--on-error stop`` (default) stops the run, ``--on-error skip`` scores the other rows
-(``--errors FILE`` lists the skipped ones). The output is written to a temporary file and renamed
-only when the whole run succeeds, so a failed or interrupted run leaves no output behind.
+(``--errors FILE`` lists the skipped ones; it is written only when rows were skipped, and an errors file
+an earlier run left at that path is removed, so the file present after a run always lists that run's
+skipped rows). The output is written to a temporary file and renamed only when the whole run succeeds,
+so a failed or interrupted run leaves no output behind and changes no file.
+
+A recording's header is checked against its data before anything is scored: the sampling rate must be
+one the service accepts (``ECGBEATS_MIN_FS``..``ECGBEATS_MAX_FS``, 100-1000 Hz by default), a WFDB
+record's ``.dat`` files must hold the samples its header declares, and an EDF file's size must be its
+header (256 bytes for the file and for each signal) plus the data records the header declares. A header
+the data does not bear out (a truncated copy, a damaged field) is refused, not scored at a wrong rate or
+from a wrong offset.
 
 Exit codes: 0 done (rows may have been skipped with ``--on-error skip``); 2 bad input or model, an empty
-input, an output that would overwrite the input, or an output that cannot be written (one line on
-stderr); 143 stopped by SIGTERM (the partial output is removed).
+input, a recording whose header its data does not bear out, an output or ``--errors`` file that would
+overwrite the input or each other, or an output that cannot be written (one line on stderr); 143 stopped
+by SIGTERM (the partial output is removed).
 """
 
 from __future__ import annotations
@@ -38,11 +48,14 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +71,7 @@ from ecgbeats.io import atomic_path, write_csv, write_json, write_text
 from ecgbeats.modelling.bundle import BundleError, load_bundle
 from ecgbeats.serving import streaming
 from ecgbeats.serving.scoring import Scorer, ScoringError, frame_to_beats, row_problems, unanalysed_stretches
-from ecgbeats.serving.settings import SettingsError, load_settings
+from ecgbeats.serving.settings import Settings, SettingsError, load_settings
 from ecgbeats.serving.streaming import SEGMENT_S
 
 log = logging.getLogger(__name__)
@@ -72,6 +85,8 @@ CARRIED = [
 ]  # fmt: skip
 PROBLEM = "_problem"
 FINDINGS_COLUMNS = ["time_s", "class_name", "rhythm", "rr_check"]
+# the sampling rates a recording may have: the service's rule for a strip (its settings' defaults)
+DEFAULT_FS_RANGE = (float(Settings.model_fields["min_fs"].default), float(Settings.model_fields["max_fs"].default))
 
 
 class BatchInputError(ValueError):
@@ -218,12 +233,31 @@ def count_rows(path: Path, fmt: str) -> int | None:
 # ---------------------------------------------------------------- scoring
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+
+
+def check_written(inputs: list[Path], written: dict[str, Path | None]) -> None:
+    """Refuse a file the run would write (named by its role) that is one of its inputs or another file it writes."""
+    named = [(role, path) for role, path in written.items() if path is not None]
+    for i, (role, path) in enumerate(named):
+        if any(_same_file(path, p) for p in inputs):
+            raise BatchInputError(f"{path}: the {role} would overwrite the input; name another file")
+        for other, earlier in named[:i]:
+            if _same_file(path, earlier):
+                raise BatchInputError(f"{path}: the {role} would overwrite the {other}; name another file")
+
+
 def _record_base(path: Path) -> Path:
     return path.with_suffix("") if path.suffix == ".hea" else path
 
 
 def wfdb_frames(
-    path: Path, scorer: Scorer, channel: str | int = 0, second_channel: str | int | None = None
+    path: Path,
+    scorer: Scorer,
+    channel: str | int = 0,
+    second_channel: str | int | None = None,
+    fs_range: tuple[float, float] = DEFAULT_FS_RANGE,
 ) -> pd.DataFrame:
     """The beat table of a WFDB record at its annotated R peaks, exactly as ``ingest`` cuts them (a beat-row
     bundle) or as a record bundle's training beats were measured (``ecgbeats.features.record.annotated_beats``).
@@ -231,6 +265,7 @@ def wfdb_frames(
     base = _record_base(path)
     if str(channel) != "0" or second_channel not in (None, 1, "1"):
         raise BatchInputError("--peaks annotations measures the record's signals as training did; drop --channel")
+    check_wfdb_header(base, fs_range)
     try:
         if scorer.record_config is not None:
             frame = annotated_beats(base.parent, base.name, scorer.record_config)
@@ -316,15 +351,86 @@ def _finite(where: str, block: np.ndarray, start: int, labels: list[str]) -> np.
     return block
 
 
-def open_wfdb(base: Path, scorer: Scorer, channel: str | int, second: str | int | None) -> SignalSource:
-    """A WFDB record, read a stretch at a time (``wfdb.rdrecord(sampfrom, sampto)``)."""
+def _check_rate(where: str, fs: float, fs_range: tuple[float, float]) -> float:
+    low, high = fs_range
+    if not (math.isfinite(fs) and low <= fs <= high):
+        raise BatchInputError(f"{where}: the sampling rate {fs:g} Hz is outside the accepted {low:g}-{high:g} Hz")
+    return fs
+
+
+def _wfdb_rate_text(header_path: Path) -> str | None:
+    """The sampling rate as the record line spells it (``name n_sig fs[/counter[(base)]] ...``), or None."""
+    for line in header_path.read_text(errors="replace").splitlines():
+        fields = line.split()
+        if fields and not fields[0].startswith("#"):
+            return fields[2].split("/")[0] if len(fields) > 2 else None
+    return None
+
+
+def check_wfdb_header(base: Path, fs_range: tuple[float, float]) -> tuple[Any, float, int]:
+    """A WFDB record's header, its sampling rate and its length, checked against the header's text and the
+    record's data files; refused with one line if the data does not bear them out."""
     import wfdb
+    from wfdb.io._signal import COMPRESSED_FMTS, _infer_sig_len
 
     where = f"record {base}"
     try:
         header = wfdb.rdheader(str(base))
     except Exception as err:  # wfdb raises many kinds on missing or damaged files
         raise BatchInputError(f"{where}: cannot read the header: {err}") from err
+    # wfdb reads a rate it cannot parse (-360, nan) as WFDB's default 250 Hz, or a part of it (3.6 of 3.6e2)
+    text = _wfdb_rate_text(base.with_name(base.name + ".hea"))
+    fs = float(header.fs)
+    if text is not None:
+        try:
+            stated = float(text)
+        except ValueError:
+            raise BatchInputError(f"{where}: the sampling rate {text!r} is not a number") from None
+        _check_rate(where, stated, fs_range)
+        if stated != fs:
+            raise BatchInputError(f"{where}: the header's sampling rate {text!r} is read by wfdb as {fs:g} Hz")
+    _check_rate(where, fs, fs_range)
+    files: dict[str, list[int]] = {}
+    for i, name in enumerate(getattr(header, "file_name", None) or []):
+        if name != "~":  # "~": a signal with no samples stored
+            files.setdefault(name, []).append(i)
+    held: dict[str, int] = {}
+    for name, signals in files.items():
+        fmt = header.fmt[signals[0]]
+        if fmt in COMPRESSED_FMTS:  # FLAC: the size does not tell the length
+            continue
+        if not (base.parent / name).is_file():
+            raise BatchInputError(f"{where}: its data file {name} is missing")
+        frame = sum((header.samps_per_frame or [1] * header.n_sig)[i] or 1 for i in signals)
+        offset = (header.byte_offset or [None] * header.n_sig)[signals[0]]
+        # the frames the file holds, by the rule wfdb applies to a header that omits the length
+        held[name] = _infer_sig_len(name, fmt, frame, offset, str(base.parent))
+    length = header.sig_len if header.sig_len is not None else min(held.values(), default=0)
+    for name, frames in held.items():
+        if frames < length:
+            raise BatchInputError(
+                f"{where}: {name} holds {frames} samples per signal, its header declares {length}: "
+                "the file is truncated"
+            )
+        if frames > length:
+            raise BatchInputError(
+                f"{where}: {name} holds {frames} samples per signal, more than the {length} its header declares"
+            )
+    return header, fs, int(length)
+
+
+def open_wfdb(
+    base: Path,
+    scorer: Scorer,
+    channel: str | int,
+    second: str | int | None,
+    fs_range: tuple[float, float] = DEFAULT_FS_RANGE,
+) -> SignalSource:
+    """A WFDB record, read a stretch at a time (``wfdb.rdrecord(sampfrom, sampto)``)."""
+    import wfdb
+
+    where = f"record {base}"
+    header, fs, length = check_wfdb_header(base, fs_range)
     labels = [str(name) for name in (header.sig_name or [f"signal {i}" for i in range(header.n_sig)])]
     units = [str(u) for u in (header.units or ["mV"] * header.n_sig)]
     channels = _channels(where, scorer, labels, units, channel, second)
@@ -338,14 +444,58 @@ def open_wfdb(base: Path, scorer: Scorer, channel: str | int, second: str | int 
             raise BatchInputError(f"{where}: cannot read samples {start}-{stop} of {picked}: {err}") from err
         return _finite(where, np.asarray(record.p_signal, dtype=np.float64) * scales, start, picked)
 
-    return SignalSource(base.name, float(header.fs), int(header.sig_len), picked, read)
+    return SignalSource(base.name, fs, length, picked, read)
 
 
-def open_edf(path: Path, scorer: Scorer, channel: str | int, second: str | int | None) -> SignalSource:
+def check_edf_layout(path: Path) -> None:
+    """Refuse an EDF file whose header's layout its size does not bear out: edfio reads the data from where
+    the header's byte count says (a wrong one: samples read from the wrong place) and takes a file holding
+    fewer or more data records than declared with a warning only."""
+    # the fixed fields of the EDF specification: each signal's header is 256 bytes, its samples per data
+    # record at 216 bytes into the signal headers' block (after label, transducer, dimension, ranges, filter)
+    try:
+        with open(path, "rb") as handle:
+            fixed = handle.read(256)
+            signals = int(fixed[252:256])
+            block = handle.read(256 * signals)
+        header_bytes, declared, duration = int(fixed[184:192]), int(fixed[236:244]), float(fixed[244:252])
+        per_record = [int(block[216 * signals + 8 * i : 216 * signals + 8 * (i + 1)]) for i in range(signals)]
+    except ValueError as err:
+        raise BatchInputError(f"{path}: cannot read as EDF: a header field is not a number ({err})") from err
+    if header_bytes != 256 * (signals + 1):
+        raise BatchInputError(
+            f"{path}: the header says it is {header_bytes} bytes long, but {signals} signal(s) make it "
+            f"{256 * (signals + 1)}"
+        )
+    if not (math.isfinite(duration) and duration > 0):
+        raise BatchInputError(f"{path}: the data record duration {duration:g} s is not a positive number")
+    record_bytes = 2 * sum(per_record)
+    data = path.stat().st_size - header_bytes
+    if declared == -1:  # EDF+: a recording still being written; the data says how many records
+        if record_bytes and data % record_bytes:
+            raise BatchInputError(
+                f"{path}: {data} bytes of data, not a whole number of data records of {record_bytes} bytes: "
+                "the file is truncated"
+            )
+    elif data != declared * record_bytes:
+        raise BatchInputError(
+            f"{path}: {data} bytes of data, its header declares {declared} data records of {record_bytes} bytes: "
+            + ("the file is truncated" if data < declared * record_bytes else "there is more data than it declares")
+        )
+
+
+def open_edf(
+    path: Path,
+    scorer: Scorer,
+    channel: str | int,
+    second: str | int | None,
+    fs_range: tuple[float, float] = DEFAULT_FS_RANGE,
+) -> SignalSource:
     """An EDF or EDF+C file read lazily by edfio, a stretch at a time; units converted to mV."""
     import edfio
 
     where = f"{path}"
+    check_edf_layout(path)
     try:
         edf = edfio.read_edf(path, lazy_load_data=True)
     except Exception as err:  # edfio raises ValueError and others on a damaged header
@@ -364,7 +514,7 @@ def open_edf(path: Path, scorer: Scorer, channel: str | int, second: str | int |
         raise BatchInputError(
             f"{where}: channels {[labels[c] for c in channels]} have different rates {sorted(rates)} Hz"
         )
-    fs = rates.pop()
+    fs = _check_rate(where, rates.pop(), fs_range)
     n = min(edf.num_data_records * signals[c].samples_per_data_record for c in channels)
     picked = [labels[c] for c in channels]
 
@@ -530,17 +680,22 @@ def run(
     progress: bool = True,
     findings_path: Path | None = None,
     report_path: Path | None = None,
+    fs_range: tuple[float, float] = DEFAULT_FS_RANGE,
 ) -> RunReport:
     """Score ``input_path`` into ``output_path``; raises BatchInputError (and writes nothing) on bad input.
 
-    For a recording, ``findings_path`` (JSON) and ``report_path`` (a self-contained HTML page) get its
-    findings (``ecgbeats.modelling.findings``; the page: ``ecgbeats.serving.findings_report``)."""
+    ``errors_path`` gets the skipped rows (``on_error`` skip), only if there are any; an earlier run's file
+    there is removed otherwise. For a recording, ``findings_path`` (JSON) and ``report_path`` (a
+    self-contained HTML page) get its findings (``ecgbeats.modelling.findings``; the page:
+    ``ecgbeats.serving.findings_report``). ``fs_range``: the sampling rates a recording may have (Hz)."""
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be stop or skip, got {on_error!r}")
     fmt = detect_format(input_path) if input_format == "auto" else input_format
     inputs = [_record_base(input_path).with_suffix(ext) for ext in (".hea", ".dat", ".atr")] if fmt == "wfdb" else []
-    if any(output_path.resolve() == p.resolve() for p in (input_path, *inputs)):
-        raise BatchInputError(f"{output_path}: the output would overwrite the input; name another file")
+    check_written(
+        [input_path, *inputs],
+        {"output": output_path, "--errors file": errors_path, "findings": findings_path, "report": report_path},
+    )
     if fmt != "wfdb" and not input_path.is_file():
         raise BatchInputError(f"{input_path}: no such file")
     out_fmt = "parquet" if output_path.suffix.lower() in (".parquet", ".pq") else "csv"
@@ -570,13 +725,13 @@ def run(
     elif signal_input and peaks == "annotations":
         if fmt != "wfdb":
             raise BatchInputError(f"{input_path}: --peaks annotations needs a WFDB record with its .atr annotations")
-        frame = wfdb_frames(input_path, scorer, channel, second_channel)
+        frame = wfdb_frames(input_path, scorer, channel, second_channel, fs_range)
         chunks, total = _counted(_frame_chunks(frame, chunk_size)), float(len(frame))
     elif signal_input:
         if fmt == "wfdb":
-            source = open_wfdb(_record_base(input_path), scorer, channel, second_channel)
+            source = open_wfdb(_record_base(input_path), scorer, channel, second_channel, fs_range)
         else:
-            source = open_edf(input_path, scorer, channel, second_channel)
+            source = open_edf(input_path, scorer, channel, second_channel, fs_range)
         log.info(
             "%s: %.1f h at %g Hz, channel(s) %s; %s", source.name, source.duration_s / 3600, source.fs,
             ", ".join(source.labels),
@@ -625,8 +780,12 @@ def run(
             what = "no beats detected in the recording" if signal_input else "the file is empty or has only a header"
             raise BatchInputError(f"{input_path}: no beats to score ({what})")
         writer.close(score_chunk(scorer, chunk.iloc[0:0]))
-    if errors_path is not None:
+    if errors_path is not None and errors:
         write_csv(pd.DataFrame(errors, columns=["row", "problem"]), errors_path)
+        log.info("the %d skipped row(s) are listed in %s", len(errors), errors_path)
+    elif errors_path is not None and errors_path.exists():
+        errors_path.unlink()  # it lists an earlier run's rows: left, it would pass for this run's
+        log.info("no row skipped; removed the errors file of an earlier run: %s", errors_path)
     if wants_findings:
         write_findings(source, pd.concat(timeline, ignore_index=True), unanalysed, findings_path, report_path, scorer)
     if report.skipped:
@@ -689,7 +848,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--input-format", choices=["auto", "parquet", "csv", "wfdb", "edf"], default="auto")
     parser.add_argument("--on-error", choices=["stop", "skip"], default="stop", help="on a malformed row")
-    parser.add_argument("--errors", type=Path, default=None, help="with --on-error skip: a CSV of skipped rows")
+    parser.add_argument(
+        "--errors",
+        type=Path,
+        default=None,
+        help="with --on-error skip: a CSV of the skipped rows, written only if rows were skipped (an earlier "
+        "run's file at that path is removed otherwise)",
+    )
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK)
     parser.add_argument("--peaks", choices=["detect", "annotations"], default="detect", help="WFDB input: R peaks")
     parser.add_argument("--channel", default="0", help="WFDB/EDF input: the lead to score, by index or label (MLII)")
@@ -731,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
             input_format=args.input_format, chunk_size=args.chunk_size, on_error=args.on_error,
             errors_path=args.errors, peaks=args.peaks, channel=args.channel, second_channel=args.second_channel,
             segment_s=args.segment_seconds, whole=args.whole, progress=not args.no_progress,
-            findings_path=args.findings, report_path=args.report,
+            findings_path=args.findings, report_path=args.report, fs_range=(settings.min_fs, settings.max_fs),
         )  # fmt: skip
     except (BundleError, BatchInputError, SettingsError) as err:
         print(f"ecgbeats batch: {err}", file=sys.stderr)

@@ -1,5 +1,5 @@
 """The batch CLI is strict with careless input and leaves nothing half-written: text in a numeric column,
-an empty file, its own input as output, an unwritable output, and a SIGTERM mid-run."""
+an empty file, its own input as output or errors file, an unwritable output, and a SIGTERM mid-run."""
 
 from __future__ import annotations
 
@@ -82,6 +82,48 @@ def test_the_output_may_not_overwrite_the_input(tmp_path, rows, bundle_dir):
     before = path.read_bytes()
     refused(batch(path, path, "--model", bundle_dir), "would overwrite the input")
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("target", ["input", "output"])
+def test_the_errors_file_may_not_overwrite_the_input_or_the_output(tmp_path, rows, bundle_dir, target):
+    frame = rows.astype(object)
+    frame.loc[3, "rr_prev"] = "abc"  # a row to skip: the errors file would have something to say
+    path = headed_csv(tmp_path / "beats.csv", frame)
+    before = path.read_bytes()
+    out = tmp_path / "out.csv"
+    errors = path if target == "input" else out
+    result = batch(path, out, "--model", bundle_dir, "--on-error", "skip", "--errors", errors)
+    refused(result, f"{errors}: the --errors file would overwrite the {target}; name another file")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["beats.csv"]  # no output either
+
+
+@pytest.mark.parametrize("ext", ["hea", "dat"])
+def test_the_errors_file_may_not_overwrite_a_file_of_the_input_record(mirror, tmp_path, bundle_dir, ext):
+    target = mirror / f"232.{ext}"
+    before = target.read_bytes()
+    out = tmp_path / "out.csv"
+    result = batch(mirror / "232", out, "--model", bundle_dir, "--errors", target)
+    refused(result, f"{target}: the --errors file would overwrite the input; name another file")
+    assert target.read_bytes() == before and not out.exists()
+
+
+def test_the_errors_file_is_written_only_when_rows_were_skipped(tmp_path, rows, bundle_dir):
+    path = headed_csv(tmp_path / "beats.csv", rows)
+    out, errors = tmp_path / "out.csv", tmp_path / "errors.csv"
+    args = (path, out, "--model", bundle_dir, "--on-error", "skip", "--errors", errors)
+    result = batch(*args)
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(out)) == len(rows) and not errors.exists()
+    # a list of an earlier run's skipped rows is not left to pass for this run's
+    errors.write_text("row,problem\n4,rr_prev: 'abc' is not a finite number\n")
+    result = batch(*args)
+    assert result.returncode == 0, result.stderr
+    assert not errors.exists() and f"removed the errors file of an earlier run: {errors}" in result.stderr
+    # a run that fails changes nothing, the earlier errors file included (as its output)
+    errors.write_text("row,problem\n4,rr_prev: 'abc' is not a finite number\n")
+    refused(batch(tmp_path / "absent.csv", out, "--model", bundle_dir, "--errors", errors), "no such file")
+    assert errors.read_text().startswith("row,problem\n4,")
 
 
 def test_an_unwritable_output_is_one_line(tmp_path, rows, bundle_dir):
