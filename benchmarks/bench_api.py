@@ -18,7 +18,8 @@ repeats are reported):
   the response encoding; and the whole app (middleware, routing, the steps) called as an ASGI app
   without HTTP. The client-measured latency minus the app is HTTP (h11, loopback) and the client.
 
-Every loop is bounded: request counts are fixed and each request has a timeout.
+Every loop is bounded: request counts are fixed and each request has a timeout. The reference workload
+(``benchmarks.common.ReferenceRun``) is measured before and after, and every rate is also printed per reference.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from benchmarks.common import beat_payloads, load_beats, percentile_ms, server
+from benchmarks.common import ReferenceRun, beat_payloads, load_beats, percentile_ms, server
 from ecgbeats.serving.security import hash_key
 
 # the in-process split imports the service's modules when it runs: with --http-only this benchmark
@@ -225,7 +226,7 @@ def app_in_process(model: Path, key: str, body: bytes, rounds: int) -> float:
 
 def middleware_us(key: str, body: bytes, rounds: int) -> dict[str, float]:
     """Microseconds each of the service's own guards adds per one-beat request around a trivial app."""
-    from ecgbeats.serving.api import InputGuard, Lane
+    from ecgbeats.serving.api import InputGuard, Lane, ReceivingBudget
     from ecgbeats.serving.monitoring import ServiceMetrics
     from ecgbeats.serving.security import AccessGuard, KeyRing
 
@@ -257,7 +258,7 @@ def middleware_us(key: str, body: bytes, rounds: int) -> dict[str, float]:
         keys = KeyRing(enabled=True, client={hash_key(key).removeprefix("sha256:"): "bench"})
         lanes = {BEATS_PATH: Lane(2, 8)}
         guard = InputGuard(trivial, max_body_bytes=32 << 20, body_timeout=60, lanes=lanes, retry_after=1,
-                           metrics=ServiceMetrics(list("NSVFQ")))  # fmt: skip
+                           metrics=ServiceMetrics(list("NSVFQ")), receiving=ReceivingBudget(256 << 20))  # fmt: skip
         bare = await timed(trivial)
         return {
             "AccessGuard": await timed(AccessGuard(trivial, keys=keys, on_refusal=lambda path, reason: None)) - bare,
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     log = Path(tempfile.mkdtemp(prefix="ecgbeats-bench-")) / "server.log"
     key = secrets.token_urlsafe(32)  # the service as deployed: access control on, one client key
     runs = []
+    reference = ReferenceRun()
     with server(args.model, log, args.workers, api_keys=hash_key(key)) as (base, proc):
         # the process serving the requests: uvicorn itself with one worker, else its workers (first one)
         main_process = psutil.Process(proc.pid)
@@ -317,23 +319,27 @@ def main(argv: list[str] | None = None) -> int:
         }
         app_ms = app_in_process(args.model, key, json_body(beats[:1]), 1000)
         guards = middleware_us(key, json_body(beats[:1]), 5000)
+    reference.finish()
 
     single = median["single"]
     print(
         f"\nmodel {args.model}, {args.repeats} repeats (medians), server: {args.workers} uvicorn worker(s) on 127.0.0.1"
     )
     print(f"one beat, 1 client:  p50 {single['p50_ms']:.2f} ms  p99 {single['p99_ms']:.2f} ms  mean "
-          f"{single['mean_ms']:.2f} ms  = {single['requests_per_s']:,.0f} requests/s   (goal p99 <= 5 ms)")  # fmt: skip
+          f"{single['mean_ms']:.2f} ms  = {reference.rate(single['requests_per_s'], 'requests')}"
+          "   (goal p99 <= 5 ms)")  # fmt: skip
     print(f"one beat, server CPU {single['server_cpu_ms']:.3f} ms per request: one busy worker serves "
-          f"{single['worker_capacity_per_s']:,.0f} requests/s   (goal >= 1,000 requests/s per worker)")  # fmt: skip
+          f"{reference.rate(single['worker_capacity_per_s'], 'requests')}"
+          "   (goal >= 1,000 requests/s per worker)")  # fmt: skip
     two = median["single_2_clients"]
-    print(f"one beat, 2 client threads (one client process): {two['requests_per_s']:,.0f} requests/s, "
+    print(f"one beat, 2 client threads (one client process): {reference.rate(two['requests_per_s'], 'requests')}, "
           f"p99 {two['p99_ms']:.2f} ms")  # fmt: skip
     for name, label in (("json", "JSON"), ("npy", ".npy")):
         for clients in (1, 2):
             m = median[f"batch_{name}_{clients}_client"]
-            print(f"batched {label} ({args.batch_size} beats/request, {clients} client(s)): {m['beats_per_s']:,.0f} "
-                  f"beats/s, request p50 {m['request_p50_ms']:.0f} ms, body {m['body_bytes'] / 1e6:.2f} MB"
+            print(f"batched {label} ({args.batch_size} beats/request, {clients} client(s)): "
+                  f"{reference.rate(m['beats_per_s'], 'beats')}, request p50 {m['request_p50_ms']:.0f} ms, "
+                  f"body {m['body_bytes'] / 1e6:.2f} MB"
                   "   (goal >= 30,000 beats/s)")  # fmt: skip
     if args.http_only:
         print("(--http-only: no in-process split)")
@@ -350,7 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(
             json.dumps(
-                {"runs": runs, "median": median, "split_ms": split, "app_ms": app_ms, "guards_us": guards}, indent=1
+                {
+                    "runs": runs,
+                    "median": median,
+                    "split_ms": split,
+                    "app_ms": app_ms,
+                    "guards_us": guards,
+                    "reference": reference.as_dict(),
+                },
+                indent=1,
             )
             + "\n"
         )

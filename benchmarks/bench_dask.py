@@ -21,6 +21,8 @@ The cluster is started and warmed up (tsfresh imported in the workers) before an
 cluster's features are checked to equal the local ones. With ``--train-beats``, LightGBM on the
 ``samples, length, rr`` features of that many beats for ``--rounds`` fixed rounds (no early
 stopping), ``lgb.train`` with ``--workers`` threads versus ``lightgbm.dask`` on the cluster (fit only).
+The reference workload (``benchmarks.common.ReferenceRun``) is measured before and after, and every rate is
+printed per reference at the end.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import ReferenceRun
 from ecgbeats.data.dataset import write_partitioned
 from ecgbeats.features.groups import build_features
 from ecgbeats.features.tsfresh_features import TsfreshSettings, extract_selected
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(beats)
     print(f"{n} beats of {args.beats}; {len(settings.columns)} tsfresh features ({args.settings}); "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    reference = ReferenceRun()
     results: dict[str, dict[str, float]] = {}
     if not args.skip_single_core:
         results["local_1"], _ = timed(
@@ -154,11 +158,14 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v['beats_per_s'] / results['local_n']['beats_per_s']:.2f}x"
                           for k, v in results.items()), flush=True)  # fmt: skip
         if args.train_beats:
-            train_timing(client, args)
+            results |= train_timing(client, args)
+    reference.finish()
+    for label, figures in results.items():
+        print(f"  {label:<16} {reference.rate(figures['beats_per_s'], 'beats')}")
     return 0
 
 
-def train_timing(client, args: argparse.Namespace) -> None:
+def train_timing(client, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     from lightgbm.dask import DaskLGBMClassifier
 
     beats = sample_beats(args.beats, args.train_beats, seed=1)
@@ -183,9 +190,11 @@ def train_timing(client, args: argparse.Namespace) -> None:
             warnings.filterwarnings("ignore", message="Sending large graph")
             model.fit(parts.drop(columns=["y", "w"]), parts["y"], sample_weight=parts["w"])
 
-    timed("lgb.train num_threads=1", lambda: local(1), len(x), args.repeats)
-    timed(f"lgb.train num_threads={args.workers}", lambda: local(args.workers), len(x), args.repeats)
-    timed(f"lightgbm.dask {args.workers}x1", on_cluster, len(x), args.repeats)
+    return {
+        "train_1": timed("lgb.train num_threads=1", lambda: local(1), len(x), args.repeats)[0],
+        "train_n": timed(f"lgb.train num_threads={args.workers}", lambda: local(args.workers), len(x), args.repeats)[0],
+        "train_dask": timed(f"lightgbm.dask {args.workers}x1", on_cluster, len(x), args.repeats)[0],
+    }
 
 
 if __name__ == "__main__":

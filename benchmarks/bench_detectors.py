@@ -19,7 +19,9 @@ Each compiled one is compared with wfdb's own where both ran on a record and rat
 XQRS at 360 Hz and below): the number of record-rates with the same output, sample for sample, is
 printed. A second table gives each detector's errors at 360 Hz on DS1 (the training patients) and DS2
 (the holdout) apart, with the missed beats by AAMI class and the false pauses (a detected RR of 2 s or
-more that hides a reference beat).
+more that hides a reference beat). The reference workload (``benchmarks.common.ReferenceRun``) is measured
+before and after the detectors run; its mean is kept in each row (``reference_ms``) and the speed is also given
+per reference: samples per second x the reference's seconds, comparable between machines and runs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import xqrs_compiled
+from benchmarks.common import ReferenceRun, figure
 from ecgbeats.data.aami import BEAT_SYMBOLS, CLASS_NAMES, DS1, DS2
 from ecgbeats.data.beats import resample
 from ecgbeats.data.dataset import read_record_signals
@@ -148,15 +151,21 @@ def measure(raw: Path, records: list[str], rates: list[float], detectors: list[s
 def summary(rows: pd.DataFrame) -> str:
     """The comparison table: gross Se and +P, failed records, and detection speed per detector and rate."""
     rows = rows.assign(failed=rows["matched"] < FAILED_SE * rows["reference"])
-    lines = ["| detector | Hz | records | reference beats | QRS Se | QRS +P | failed records | samples/s (millions) |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    # rows of older runs have no reference_ms: their speed is given per second only
+    per_ref = "reference_ms" in rows and bool(rows["reference_ms"].notna().all())
+    lines = ["| detector | Hz | records | reference beats | QRS Se | QRS +P | failed records | samples/s (millions) |"
+             + (" samples/ref (millions) |" if per_ref else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if per_ref else "")]  # fmt: skip
     for (rate, name), g in rows.groupby(["rate", "detector"], sort=True):
         se = g["matched"].sum() / g["reference"].sum()
         ppv = g["matched"].sum() / max(g["detected"].sum(), 1)
         lines.append(
             f"| {name} | {rate:g} | {g['record'].nunique()} | {int(g['reference'].sum()):,} | {se:.4f} | {ppv:.4f} | "
             f"{int(g['failed'].sum())} | {g['samples'].sum() / g['seconds'].sum() / 1e6:.2f} |"
-        )
+            # seconds in units of each run's reference: the runs summed may come from different machines
+            + (f" {figure(g['samples'].sum() / (g['seconds'] / g['reference_ms'] * 1000).sum() / 1e6)} |"
+               if per_ref else "")
+        )  # fmt: skip
     if "identical_to_wfdb" in rows:
         for name, (wfdb_name, _) in SAME_AS.items():
             compared = rows.loc[rows["detector"] == name, "identical_to_wfdb"].dropna()
@@ -198,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarise:
         rows = pd.concat([pd.read_csv(path, dtype={"record": str}) for path in args.summarise], ignore_index=True)
     else:
+        reference = ReferenceRun()
         rows = measure(args.raw, args.records or verify_directory(args.raw), args.rates, args.detectors)
+        reference.finish()
+        rows["reference_ms"] = reference.ms
         if args.out:
             rows.to_csv(args.out, index=False)
     print(f"\n{rows['record'].nunique()} records, first signal (both for the service's two-lead detector), "

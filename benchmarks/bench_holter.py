@@ -16,7 +16,9 @@ the recording is built in another process, so the forked CLI does not start as a
 - ``findings``: streamed, with the recording's findings (``--findings``) and its HTML page (``--report``).
 
 It also checks that streamed and whole give identical outputs, and how far the one-piece detection is
-from the segmented one (beats matched within 150 ms, class agreement of the matched beats).
+from the segmented one (beats matched within 150 ms, class agreement of the matched beats). The reference
+workload (``benchmarks.common.ReferenceRun``) is measured before and after the runs, and each run's beats per
+second is also printed per reference.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmarks.common import ReferenceRun
 
 ROOT = Path(__file__).resolve().parents[1]
 GAIN = 200.0  # MIT-BIH's ADC units per mV
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(records)} records concatenated: {duration / 3600:.2f} h at 360 Hz, 2 leads; written in "
               f"{time.perf_counter() - start:.0f} s ({written})")  # fmt: skip
         print(f"model {model}, segments of {args.segment_seconds:g} s, one batch CLI process per run")
+        reference = ReferenceRun()
+        rates: dict[tuple[str, str], float] = {}
         print(f"{'input':>6} {'mode':>10} {'beats':>8} {'seconds':>8} {'beats/s':>8} {'peak RSS MB':>12}")
         outputs: dict[tuple[str, str], pd.DataFrame] = {}
         for fmt, source in inputs.items():
@@ -140,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
                 seconds, rss_kb, _ = score(source, out, model, MODES[mode], args.segment_seconds)
                 table = pd.read_parquet(out, columns=["r_peak", "class_name", "p_N"])
                 outputs[(fmt, mode)] = table
+                rates[(fmt, mode)] = len(table) / seconds
                 print(f"{fmt:>6} {mode:>10} {len(table):8d} {seconds:8.1f} {len(table) / seconds:8.0f} "
                       f"{rss_kb / 1024:12.0f}", flush=True)  # fmt: skip
+        reference.finish()
+        for (fmt, mode), rate in rates.items():
+            print(f"{fmt:>6} {mode:>10} {reference.rate(rate, 'beats')}")
         first = next((k for k in outputs if k[1] == "streamed"), None)
         for key, table in outputs.items():
             if first is None or key == first:

@@ -6,7 +6,8 @@
 For each record, the best of ``--repeats`` runs of: R-peak detection (``ecgbeats.processing.detection``), the beat
 measurement (``ecgbeats.features.record.record_features``) and the model; prints beats per second for
 the whole path and for the path without detection, and the share of time in each step. The strip has
-the record's two leads, as a device sends them (``--leads 1``: the first alone).
+the record's two leads, as a device sends them (``--leads 1``: the first alone). The reference workload
+(``benchmarks.common.ReferenceRun``) is measured before and after, and every rate is also printed per reference.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import ReferenceRun, figure
 from ecgbeats.data.aami import DS2
 from ecgbeats.data.dataset import read_record_signals
 from ecgbeats.modelling.bundle import load_bundle
@@ -35,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     scorer = Scorer(load_bundle(args.model), num_threads=1)
     detect = scoring.detect_r_peaks
     totals = np.zeros(3)  # detection, the rest, beats
-    print(f"model {scorer.version} ({scorer.representation}), {len(args.records)} records, best of {args.repeats}")
-    print(f"{'record':>8} {'minutes':>8} {'beats':>7} {'detect s':>9} {'rest s':>8} {'beats/s':>9}")
+    reference = ReferenceRun()
+    print(f"model {scorer.version} ({scorer.representation}), {len(args.records)} records, best of {args.repeats}",
+          flush=True)  # fmt: skip
+    rows = []  # printed after the second reference measurement, with the rates per reference
     for record in args.records:
         rec = read_record_signals(args.raw, record)
         leads = rec.signal[:, :2] if args.leads == 2 else rec.signal[:, 0]
@@ -54,12 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             best = min(best, (detected - start, done - detected), key=sum)
         beats = len(result.beats)
         totals += [*best, beats]
-        print(f"{record:>8} {len(leads) / rec.fs / 60:8.1f} {beats:7d} {best[0]:9.3f} {best[1]:8.3f} "
-              f"{beats / sum(best):9.0f}")  # fmt: skip
+        rows.append((record, f"{len(leads) / rec.fs / 60:.1f}", beats, *best))
     detect_s, rest_s, beats = totals
-    print(f"{'all':>8} {'':>8} {int(beats):7d} {detect_s:9.3f} {rest_s:8.3f} {beats / (detect_s + rest_s):9.0f}")
-    print(f"end to end {beats / (detect_s + rest_s):,.0f} beats/s; without detection {beats / rest_s:,.0f} beats/s; "
-          f"detection {100 * detect_s / (detect_s + rest_s):.0f} % of the time")  # fmt: skip
+    rows.append(("all", "", int(beats), detect_s, rest_s))
+    reference.finish()
+    print(f"{'record':>8} {'minutes':>8} {'beats':>7} {'detect s':>9} {'rest s':>8} {'beats/s':>9} {'beats/ref':>10}")
+    for record, minutes, n, detect_s_, rest_s_ in rows:
+        rate = n / (detect_s_ + rest_s_)
+        print(f"{record:>8} {minutes:>8} {n:7d} {detect_s_:9.3f} {rest_s_:8.3f} {figure(rate):>9} "
+              f"{figure(reference.per_reference(rate)):>10}")  # fmt: skip
+    print(f"end to end {reference.rate(beats / (detect_s + rest_s), 'beats')}; without detection "
+          f"{reference.rate(beats / rest_s, 'beats')}; detection {100 * detect_s / (detect_s + rest_s):.0f} % "
+          "of the time")  # fmt: skip
     return 0
 
 

@@ -7,6 +7,8 @@ Both run through ``ecgbeats.features.tsfresh_features`` exactly as the features 
 unpadded beats). The full set is slow, so it runs on fewer beats; the rate is per beat either way.
 ``--all`` also extracts the selection for every beat in ``--beats`` (the 109,446-beat figure) and
 prints the peak resident memory of this process and its worker processes together, sampled while they run.
+The reference workload (``benchmarks.common.ReferenceRun``) is measured before and after, and every rate is
+printed per reference at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.common import ReferenceRun
 from ecgbeats.data.dataset import load_beats
 from ecgbeats.features.tsfresh_features import TsfreshSettings, extract, extract_selected, time_calculators
 
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = TsfreshSettings.from_json(args.settings)
     beats = load_beats(args.beats).sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; n_jobs={args.n_jobs}")
+    reference = ReferenceRun()
+    rates: dict[str, float] = {}  # printed per reference once the reference is measured again
 
     from tsfresh.feature_extraction import EfficientFCParameters
 
@@ -95,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     full = extract(part, EfficientFCParameters(), padding=settings.padding, n_jobs=args.n_jobs)
     full_rate = rate(len(part), time.perf_counter() - start)
     print(f"full EfficientFCParameters: {full.shape[1]} features, {len(part):,} beats, {full_rate:,.1f} beats/s")
+    rates["full EfficientFCParameters"] = full_rate
 
     part = beats.iloc[: args.selected_beats]
     start = time.perf_counter()
     selected = extract_selected(part, settings, n_jobs=args.n_jobs)
     selected_rate = rate(len(part), time.perf_counter() - start)
     print(f"frozen selection: {selected.shape[1]} features, {len(part):,} beats, {selected_rate:,.1f} beats/s")
+    rates["frozen selection"] = selected_rate
     print(f"ratio selected / full: {selected_rate / full_rate:.1f}x")
 
     # where the service runs it: in-process (n_jobs=0), one beat per call and one batch per call
@@ -113,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     part = beats.iloc[:2000]
     start = time.perf_counter()
     extract_selected(part, settings, n_jobs=0)
+    rates["in-process, one call"] = rate(len(part), time.perf_counter() - start)
     print(
         f"in-process (n_jobs=0): one beat median {1000 * sorted(singles)[15]:.1f} ms; "
-        f"{len(part):,} beats in one call {rate(len(part), time.perf_counter() - start):,.1f} beats/s"
+        f"{len(part):,} beats in one call {rates['in-process, one call']:,.1f} beats/s"
     )
 
     if args.calculators:
@@ -139,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all {len(beats):,} beats: {seconds:.1f} s ({rate(len(beats), seconds):,.1f} beats/s), "
               f"peak RSS of the process and its workers {peak['bytes'] / 2**20:,.0f} MiB, "
               f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        rates[f"all {len(beats):,} beats"] = rate(len(beats), seconds)
+    reference.finish()
+    for label, value in rates.items():
+        print(f"  {label}: {reference.rate(value, 'beats')}")
     return 0
 
 

@@ -16,7 +16,8 @@
    service keeps no per-request state, and every response names the model version and digest).
 
 All traffic is on 127.0.0.1; request counts are fixed and each request has a timeout; the whole run
-has a deadline (``--deadline`` seconds per scenario).
+has a deadline (``--deadline`` seconds per scenario). The reference workload (``benchmarks.common.ReferenceRun``)
+is measured before and after the steady load, and its requests per second is also printed per reference.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ import httpx
 import numpy as np
 import psutil
 
-from benchmarks.common import beat_payloads, free_port, load_beats, percentile_ms, start_server, stop_server
+from benchmarks.common import (
+    ReferenceRun,
+    beat_payloads,
+    free_port,
+    load_beats,
+    percentile_ms,
+    start_server,
+    stop_server,
+)
 from ecgbeats.modelling.bundle import load_bundle
 from ecgbeats.serving.scoring import Scorer, frame_to_beats
 
@@ -247,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     beats = beat_payloads(frame)
     expected = expected_classes(args.model, frame)
     log = Path(tempfile.mkdtemp(prefix="ecgbeats-load-")) / "server.log"
+    reference = ReferenceRun()
     results = {"steady": steady(args, beats, expected, log)}
+    reference.finish()
+    results["reference"] = reference.as_dict()
     s = results["steady"]
     rss = s["rss"]
     print(f"steady: {s['completed']}/{s['requests']} requests at concurrency {args.concurrency} in "
-          f"{s['seconds']:.1f} s ({s['requests_per_s']:.0f} req/s); outcomes {s['final']}; wrong class "
-          f"{s['wrong_class']}; latency p50 {s['latency_p50_ms']:.1f} ms p99 {s['latency_p99_ms']:.1f} ms")  # fmt: skip
+          f"{s['seconds']:.1f} s ({reference.rate(s['requests_per_s'], 'requests')}); outcomes {s['final']}; "
+          f"wrong class {s['wrong_class']}; latency p50 {s['latency_p50_ms']:.1f} ms "
+          f"p99 {s['latency_p99_ms']:.1f} ms")  # fmt: skip
     for line in s["transport_errors"]:
         print(f"  transport error: {line}")
     print(f"server RSS MiB: start {rss['start_mib']:.1f}, middle {rss['middle_mib']:.1f}, end {rss['end_mib']:.1f}, "
