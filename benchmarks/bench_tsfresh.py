@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = TsfreshSettings.from_json(args.settings)
     beats = load_beats(args.beats).sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; n_jobs={args.n_jobs}")
-    reference = ReferenceRun()
+    reference = ReferenceRun()  # prints the machine, its cores and load
+    print(f"n_jobs={args.n_jobs}")
     rates: dict[str, float] = {}  # printed per reference once the reference is measured again
 
     from tsfresh.feature_extraction import EfficientFCParameters

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     s = results["steady"]
     rss = s["rss"]
     print(f"steady: {s['completed']}/{s['requests']} requests at concurrency {args.concurrency} in "
-          f"{s['seconds']:.1f} s ({reference.rate(s['requests_per_s'], 'requests')}); outcomes {s['final']}; "
+          f"{s['seconds']:.1f} s, {reference.rate(s['requests_per_s'], 'requests')}; outcomes {s['final']}; "
           f"wrong class {s['wrong_class']}; latency p50 {s['latency_p50_ms']:.1f} ms "
           f"p99 {s['latency_p99_ms']:.1f} ms")  # fmt: skip
     for line in s["transport_errors"]:
