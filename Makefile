@@ -84,8 +84,24 @@ eval-quality: $(INSTALLED) ## the strip quality check on the 48 records, clean, 
 eval-device: $(INSTALLED) ## how the record model's classes move under a gain change and other sampling rates (DS1 records)
 	$(BIN)/python -m benchmarks.eval_device --raw data/raw/mitdb --model $(SERVE_MODEL)-ds1
 
-bench: $(INSTALLED) ## latency and throughput of the service on loopback
-	$(BIN)/python -m benchmarks.bench_api --model $(MODEL) --beats data/processed/$(notdir $(MODEL))/test.parquet --repeats 3
+# `make bench` measures every served bundle: the beat-row bundles through the service on loopback and the
+# served record model on raw strips; `make bench MODEL=...` measures that beat-row bundle alone. Each run
+# prints its figures beside a reference workload measured in the same run (benchmarks/common.py).
+# BENCH_API_ARGS: more bench_api options, e.g. --single 200 --batches 4 for a shorter run
+BENCH_MODELS ?= $(if $(filter command line,$(origin MODEL)),$(MODEL),models/kaggle models/interpatient)
+BENCH_STRIP_MODELS ?= $(if $(filter command line,$(origin MODEL)),,$(SERVE_MODEL))
+BENCH_REPEATS ?= 3
+BENCH_API_ARGS ?=
+bench: $(INSTALLED) ## speed of every served bundle: BENCH_MODELS through the service, BENCH_STRIP_MODELS on strips
+	@set -e; for model in $(BENCH_MODELS); do \
+		echo "== bench_api $$model"; \
+		$(BIN)/python -m benchmarks.bench_api --model $$model --beats data/processed/$$(basename $$model)/test.parquet \
+			--repeats $(BENCH_REPEATS) $(BENCH_API_ARGS); \
+	done; \
+	for model in $(BENCH_STRIP_MODELS); do \
+		echo "== bench_strip $$model"; \
+		$(BIN)/python -m benchmarks.bench_strip --model $$model --raw data/raw/mitdb --repeats $(BENCH_REPEATS); \
+	done
 
 bench-tsfresh: $(INSTALLED) ## tsfresh: every calculator alone, full Efficient set vs the frozen kaggle selection, every beat
 	$(BIN)/python -m benchmarks.bench_tsfresh --settings data/interim/kaggle/features/tsfresh_settings.json \
