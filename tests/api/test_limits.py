@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.bench_abuse import split_cores, start_flood
 from tests.api.conftest import running_server, serving_process
 
 WAIT = 15.0  # upper bound for any deadline below to be seen (the deadlines themselves are 1-2 s)
@@ -157,6 +158,38 @@ def test_beyond_the_cap_the_longest_stalled_connection_makes_room_for_a_new_one(
         held[1].settimeout(0.5)
         with pytest.raises(TimeoutError):
             held[1].recv(1)  # the others are still open
+
+
+def test_health_probes_answer_through_a_reconnecting_slow_header_flood(bundle_dir, tmp_path):
+    # 300 clients against a cap of 20, each dialling again as soon as it is evicted: thousands of
+    # evictions a second, from another core than the server's event loop where there is one
+    seconds, cap = 10.0, 20
+    with serving_process(tmp_path / "server.log", model_dir=bundle_dir, max_connections=cap, header_timeout=30) as (
+        proc,
+        base,
+    ):
+        flood, report = start_flood(urlparse(base).port, 300, seconds, split_cores(proc.pid))
+        try:
+            time.sleep(1.5)  # every client connected and being evicted
+            answers: list[tuple[int | str, float]] = []
+            end = time.monotonic() + seconds - 3.5
+            while time.monotonic() < end:
+                start = time.monotonic()
+                try:
+                    code: int | str = httpx.get(f"{base}/health", timeout=WAIT).status_code  # a new connection
+                except httpx.TransportError as err:
+                    code = type(err).__name__
+                answers.append((code, time.monotonic() - start))
+                time.sleep(0.1)
+            counts = report.get(timeout=seconds + WAIT)
+        finally:
+            flood.join(WAIT)
+            if flood.is_alive():
+                flood.kill()
+    assert counts["503"] > 50 * cap, counts  # the flood kept the server at its cap, evicting
+    assert [code for code, _ in answers] == [200] * len(answers), answers
+    assert len(answers) >= 10
+    assert max(took for _, took in answers) < 5.0, answers
 
 
 def test_beyond_the_cap_with_every_connection_in_a_request_a_new_one_gets_503(bundle_dir, tmp_path):
