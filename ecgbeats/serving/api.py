@@ -696,16 +696,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"], summary="The model is loaded", responses={503: {"description": "not ready"}})
+    keys = key_ring(settings)
+
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="The model is loaded",
+        description='200 `{"status": "ready"}` or 503 `{"status": "not ready"}`, open to load balancers; with '
+        "access control on, the served model's version and digest and the reason for not being ready are "
+        "added only for a caller with a key (client or metrics)",
+        responses={503: {"description": "not ready"}},
+    )
     def ready(request: Request) -> JSONResponse:
+        # an open probe tells no stranger which model (and so which known weaknesses) is served
+        known = keys.authenticated(request.scope)
         scorer = request.app.state.scorer
         if scorer is None:
             return JSONResponse(status_code=503, content={"status": "not ready"})
         workers = getattr(request.app.state, "strip_workers", None)
         if workers is not None and workers.replacing:
-            return JSONResponse(
-                status_code=503, content={"status": "not ready", "reason": "a strip worker is being replaced"}
-            )
+            reason = {"reason": "a strip worker is being replaced"} if known else {}
+            return JSONResponse(status_code=503, content={"status": "not ready"} | reason)
+        if not known:
+            return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "ready", "model_version": scorer.version, "model_digest": scorer.digest})
 
     @app.get("/v1/model", tags=["model"], summary="Version, provenance and metrics of the served model")
@@ -901,7 +914,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )  # fmt: skip
     # outside the input guard: a request without a valid key is refused before its body is read
     app.add_middleware(
-        AccessGuard, keys=key_ring(settings),
+        AccessGuard, keys=keys,
         on_refusal=lambda path, reason: metrics.reject(
             path if path in JSON_PATHS else "other", reason, "authorization", KNOWN_FIELDS
         ),
