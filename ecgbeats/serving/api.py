@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -922,7 +922,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # added last, so outermost: requests the guard rejects are counted and timed too
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS
-    ).expose(app, include_in_schema=True, tags=["ops"])
+    ).expose(
+        app, include_in_schema=True, tags=["ops"], summary="Prometheus metrics",
+        response_class=PlainTextResponse,  # declared as the text it is, not the default JSON
+        responses={200: {"description": "the Prometheus text exposition format, version 0.0.4"}},
+    )  # fmt: skip
     include_viewer(app)  # the /viewer page and / (ecgbeats/serving/viewer.py)
     return app
 
