@@ -1,7 +1,8 @@
 """Connection and admission limits against a real server on loopback: stalled headers and bodies are
 cut off, idle keep-alive connections are closed and make room at the cap, slow uploads hold no worker,
 a connection beyond the cap and a request beyond a lane's queue get 503 with Retry-After at once,
-/health keeps answering, and a shutdown with a stalled client ends in bounded time."""
+/health keeps answering (through a reconnecting flood at the cap too), and a shutdown with a stalled
+client ends in bounded time, with uploads in flight logging one line each."""
 
 from __future__ import annotations
 
@@ -330,6 +331,30 @@ def test_a_shutdown_with_a_client_stalled_mid_body_ends_in_bounded_time(bundle_d
         start = time.monotonic()
         proc.wait(timeout=WAIT)
         assert time.monotonic() - start < WAIT
+
+
+def test_a_shutdown_with_uploads_in_flight_logs_one_line_for_each_and_tells_them_to_retry(bundle_dir, tmp_path):
+    log = tmp_path / "server.log"
+    body = _strip()
+    with ExitStack() as stack:
+        proc, base = stack.enter_context(
+            serving_process(log, model_dir=bundle_dir, body_timeout=600, shutdown_timeout=1)
+        )
+        uploads = [stack.enter_context(_connect(base)) for _ in range(3)]
+        for sock in uploads:
+            sock.sendall(_head("/v1/ecg:classify", len(body)) + body[:1000])  # bodies still arriving
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        replies = [_read_all(sock) for sock in uploads]
+        proc.wait(timeout=WAIT)
+    text = log.read_text()
+    assert "Traceback" not in text and "CancelledError" not in text, text
+    cancelled = [line for line in text.splitlines() if "cancelled while its body was arriving" in line]
+    assert len(cancelled) == 3, text
+    assert all(f"(1000 of {len(body)} bytes received)" in line for line in cancelled), cancelled
+    for reply in replies:
+        assert reply.startswith(b"HTTP/1.1 503"), reply[:80]
+        assert b'"error": "shutting_down"' in reply and b"retry-after: 1" in reply.lower()
 
 
 def test_a_stopped_service_leaves_no_worker_process_behind(bundle_dir, tmp_path):
