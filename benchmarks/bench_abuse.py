@@ -1,6 +1,6 @@
 """The service under abuse, on loopback: stalled connections, a flood of connections, a flood of idle
-keep-alive connections, slow uploads, heavy strips at once, mixed load, and a shutdown with a stalled
-client. Prints one table row per probe.
+keep-alive connections, a reconnecting flood of slow-header clients at the connection cap, slow uploads,
+heavy strips at once, mixed load, and a shutdown with a stalled client. Prints one table row per probe.
 
 Starts ``python -m ecgbeats.serving`` with the default limits (``ECGBEATS_AUTH=off``) on a free port:
 
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -27,6 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -175,6 +177,112 @@ async def _idle_kept_alive(port: int, n: int, hold: float) -> list[tuple[str, fl
         return status, closed_after
 
     return await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def _reconnecting(port: int, clients: int, seconds: float) -> dict[str, int]:
+    """``clients`` slow-header clients for ``seconds``: each sends part of a request head and, whenever
+    the server closes its connection, dials again at once. How the server closed them."""
+    deadline = time.monotonic() + seconds
+    counts = {"dials": 0, "503": 0, "408": 0, "other": 0, "reset": 0, "failed": 0}
+
+    async def one() -> None:
+        while (left := deadline - time.monotonic()) > 0:
+            counts["dials"] += 1
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), left)
+            except (OSError, TimeoutError):
+                counts["failed"] += 1
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                writer.write(b"POST /v1/beats:classify HTTP/1.1\r\nhost: x\r\ncontent-ty")
+                data = await asyncio.wait_for(reader.read(), max(0.01, deadline - time.monotonic()))
+                status = data[9:12].decode(errors="replace")
+                counts[status if status in ("503", "408") else "other"] += 1
+            except TimeoutError:
+                return  # the flood is over
+            except OSError:
+                counts["reset"] += 1
+            finally:
+                writer.close()
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return counts
+
+
+def reconnecting_flood(
+    port: int, clients: int, seconds: float, cpus: set[int] | None = None, report: Any = None
+) -> dict[str, int]:
+    """:func:`_reconnecting` in this process, pinned to ``cpus`` if given; ``report`` (a multiprocessing
+    queue) gets "started" once the flood starts, then the counts."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if report is not None:
+        report.put("started")
+    counts = asyncio.run(_reconnecting(port, clients, seconds))
+    if report is not None:
+        report.put(counts)
+    return counts
+
+
+def split_cores(server_pid: int) -> set[int] | None:
+    """Pin the server's event loop to one core and return the others, for a client that must not take
+    the server's CPU; None (nothing pinned) on a single core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    os.sched_setaffinity(server_pid, {cores[0]})  # the main thread: uvicorn's event loop
+    return set(cores[1:])
+
+
+def start_flood(port: int, clients: int, seconds: float, cpus: set[int] | None) -> tuple[Any, Any]:
+    """:func:`reconnecting_flood` in a new process; returns the process and its queue, once it has started."""
+    context = multiprocessing.get_context("spawn")
+    report = context.Queue()
+    flood = context.Process(target=reconnecting_flood, args=(port, clients, seconds, cpus, report), daemon=True)
+    flood.start()
+    if report.get(timeout=60) != "started":
+        raise RuntimeError("the flood did not start")
+    return flood, report
+
+
+def probe_reconnecting_flood(model: Path, log: Path, clients: int, cap: int, seconds: float) -> str:
+    """``clients`` reconnecting slow-header clients against a server capped at ``cap`` connections, from
+    another core than the server's event loop, while ``/health`` is probed on new connections."""
+    server = Server(model, log, max_connections=cap)
+    cpus = split_cores(server.proc.pid)
+    flood, report = start_flood(server.port, clients, seconds, cpus)
+    time.sleep(2.0)  # every client connected and evicting
+    health: list[float] = []
+    failures: list[str] = []
+    end = time.monotonic() + seconds - 4.0
+    while time.monotonic() < end:
+        start = time.perf_counter()
+        try:
+            code = httpx.get(f"{server.base}/health", timeout=10).status_code
+        except httpx.TransportError as err:
+            code = type(err).__name__
+        if code == 200:
+            health.append((time.perf_counter() - start) * 1000)
+        else:
+            failures.append(str(code))
+        time.sleep(0.25)
+    counts = report.get(timeout=seconds + 60)
+    flood.join(30)
+    server.stop()
+    pinned = (
+        f"server loop on core {min(os.sched_getaffinity(0) - cpus)}, flood on {sorted(cpus)}" if cpus else "unpinned"
+    )
+    return (
+        f"{clients:,} slow-header clients re-dialling when closed, cap {cap:,}, {seconds:g} s ({pinned}) | "
+        f"{counts['503']:,} with 503 (evicted or refused), {counts['408']:,} with 408, {counts['reset']:,} reset, "
+        f"{counts['failed']:,} dials failed; /health answered {len(health)} of {len(health) + len(failures)} "
+        f"probes{' (failures: ' + ', '.join(sorted(set(failures))) + ')' if failures else ''}, "
+        f"p50 {statistics.median(health) if health else float('nan'):.0f} ms, "
+        f"max {max(health, default=float('nan')):.0f} ms"
+    )
 
 
 def probe_idle_kept_alive(server: Server, n: int) -> str:
@@ -356,15 +464,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood", type=int, default=5000, help="connections opened at once (half-sent)")
     parser.add_argument("--idle", type=int, default=1500, help="connections quiet after one GET /health")
     parser.add_argument("--slow-uploads", type=int, default=9, help="strip uploads trickling at 1 KiB/s")
+    parser.add_argument("--reconnecting", type=int, default=2000, help="slow-header clients re-dialling when closed")
+    parser.add_argument("--only-reconnecting", action="store_true", help="run the reconnecting flood alone")
     args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # this client holds thousands of sockets
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; file-descriptor limit {hard}")
     with tempfile.TemporaryDirectory() as tmp:
+        flood = probe_reconnecting_flood(args.model, Path(tmp) / "flood.log", args.reconnecting, 1000, 45.0)
+        if args.only_reconnecting:
+            print(f"\n| probe | after |\n|---|---|\n| {flood} |")
+            return 0
         log = Path(tmp) / "server.log"
         server = Server(args.model, log)
         rows = [probe_half_sent(server, args.half_sent), probe_half_sent(server, args.flood)]
         rows.append(probe_idle_kept_alive(server, args.idle))
+        rows.append(flood)
         rows.append(probe_slow_uploads(server, args.slow_uploads, 1024, 30.0))
         rows.append(probe_heavy(server, 1800, 1000.0, 1))
         rows.append(probe_heavy(server, 1800, 1000.0, 10))

@@ -20,11 +20,14 @@ import uvicorn
 
 from ecgbeats.modelling.bundle import BundleError, verify_bundle
 from ecgbeats.serving.api import create_app
+from ecgbeats.serving.connections import PROBATION
 from ecgbeats.serving.security import KeyFileError, key_ring
 from ecgbeats.serving.settings import SettingsError, load_settings
 
 PROTOCOL = "ecgbeats.serving.connections:GuardedH11Protocol"
-FD_HEADROOM = 64  # file descriptors beyond the connection cap: the model, logs, the listening socket
+# file descriptors beyond the connection cap: the model, logs, the listening socket, and the new connections
+# beyond the cap awaiting their first bytes (ecgbeats.serving.connections)
+FD_HEADROOM = 64 + PROBATION
 
 
 def _raise_fd_limit(needed: int) -> None:

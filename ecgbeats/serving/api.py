@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -323,6 +323,26 @@ class ReceivingBudget:
         return True
 
 
+@dataclasses.dataclass
+class Progress:
+    """How far a request with a body got, for the one line a shutdown logs when it cancels it."""
+
+    stage: str = "checked"  # receiving, queued (for a worker), in_app (being scored or answered)
+    received: int = 0
+    expected: int | None = None  # the declared content-length
+    answered: bool = False  # the response has started
+
+    def describe(self) -> str:
+        if self.stage == "receiving":
+            of = f" of {self.expected}" if self.expected is not None else ""
+            return f"while its body was arriving ({self.received}{of} bytes received)"
+        if self.stage == "queued":
+            return "while it waited for a worker"
+        if self.stage == "in_app":
+            return "while it was being scored" if not self.answered else "while its answer was being sent"
+        return "before its body was read"
+
+
 TRIM_AFTER_BYTES = 1_000_000  # after a body this large, give freed memory back to the OS
 
 
@@ -372,6 +392,38 @@ class InputGuard:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        progress = Progress()
+
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                progress.answered = True
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracked, progress)
+        except asyncio.CancelledError:
+            await self._cancelled(scope, send, progress)
+
+    async def _cancelled(self, scope: Scope, send: Send, progress: Progress) -> None:
+        """A request cancelled by a shutdown (uvicorn cancels those still in flight after the graceful
+        timeout): one line in the log and, if nothing was sent yet, a 503 telling the client to retry,
+        instead of a traceback and a 500 for each."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # the cancellation is handled here: the request ends now
+        path = scope.get("path", "")
+        log.warning("shutting down: %s %s cancelled %s", scope["method"], excerpt(path), progress.describe())
+        if progress.answered:
+            return
+        start, body = _raw_error_response(
+            503, "shutting_down", "request", f"the service is shutting down; retry in {self.retry_after} s",
+            [(b"retry-after", str(self.retry_after).encode()), (b"connection", b"close")],
+        )  # fmt: skip
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, progress: Progress) -> None:
         path = scope.get("path", "")
         if path not in JSON_PATHS:  # nothing else takes a body: refused before a byte of it is read
             await self._reject(
@@ -405,18 +457,21 @@ class InputGuard:
         if lane is not None and lane.full:  # refused before the client sends a body it would send in vain
             await self._lane_full(send, path, lane)
             return
-        body = await self._receive_body(receive, send, path)
+        progress.expected = int(declared) if declared is not None else None
+        body = await self._receive_body(receive, send, path, progress)
         if body is None:
             return  # answered already, or the client left
         size = len(body)
-        await self._admit(scope, receive, send, path, lane, body)
+        await self._admit(scope, receive, send, path, lane, body, progress)
         del body
         if size > TRIM_AFTER_BYTES:
             await anyio.to_thread.run_sync(_release_free_memory)
 
     async def _admit(
-        self, scope: Scope, receive: Receive, send: Send, path: str, lane: Lane | None, body: bytes
-    ) -> None:
+        self, scope: Scope, receive: Receive, send: Send, path: str, lane: Lane | None, body: bytes,
+        progress: Progress,
+    ) -> None:  # fmt: skip
+        progress.stage = "in_app"
         if lane is None:
             await self._replayed(scope, receive, send, body)
             return
@@ -424,10 +479,12 @@ class InputGuard:
             await self._lane_full(send, path, lane)
             return
         lane.waiting += 1
+        progress.stage = "queued"
         try:
             await lane.semaphore.acquire()
         finally:
             lane.waiting -= 1
+        progress.stage = "in_app"
         lane.running += 1
         try:
             await self._replayed(scope, receive, send, body)
@@ -442,10 +499,11 @@ class InputGuard:
             [(b"retry-after", str(self.retry_after).encode())],
         )  # fmt: skip
 
-    async def _receive_body(self, receive: Receive, send: Send, path: str) -> bytes | None:
+    async def _receive_body(self, receive: Receive, send: Send, path: str, progress: Progress) -> bytes | None:
         """The whole body, or None once the request is answered (413, 408, 503) or the client has left."""
         chunks: list[bytes] = []
         size = 0
+        progress.stage = "receiving"
         try:
             async with asyncio.timeout(self.body_timeout):
                 while True:
@@ -468,6 +526,7 @@ class InputGuard:
                         )  # fmt: skip
                         return None
                     size += len(chunk)
+                    progress.received = size
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
@@ -696,16 +755,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"], summary="The model is loaded", responses={503: {"description": "not ready"}})
+    keys = key_ring(settings)
+
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="The model is loaded",
+        description='200 `{"status": "ready"}` or 503 `{"status": "not ready"}`, open to load balancers; with '
+        "access control on, the served model's version and digest and the reason for not being ready are "
+        "added only for a caller with a key (client or metrics)",
+        responses={503: {"description": "not ready"}},
+    )
     def ready(request: Request) -> JSONResponse:
+        # an open probe tells no stranger which model (and so which known weaknesses) is served
+        known = keys.authenticated(request.scope)
         scorer = request.app.state.scorer
         if scorer is None:
             return JSONResponse(status_code=503, content={"status": "not ready"})
         workers = getattr(request.app.state, "strip_workers", None)
         if workers is not None and workers.replacing:
-            return JSONResponse(
-                status_code=503, content={"status": "not ready", "reason": "a strip worker is being replaced"}
-            )
+            reason = {"reason": "a strip worker is being replaced"} if known else {}
+            return JSONResponse(status_code=503, content={"status": "not ready"} | reason)
+        if not known:
+            return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "ready", "model_version": scorer.version, "model_digest": scorer.digest})
 
     @app.get("/v1/model", tags=["model"], summary="Version, provenance and metrics of the served model")
@@ -901,7 +973,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )  # fmt: skip
     # outside the input guard: a request without a valid key is refused before its body is read
     app.add_middleware(
-        AccessGuard, keys=key_ring(settings),
+        AccessGuard, keys=keys,
         on_refusal=lambda path, reason: metrics.reject(
             path if path in JSON_PATHS else "other", reason, "authorization", KNOWN_FIELDS
         ),
@@ -909,7 +981,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # added last, so outermost: requests the guard rejects are counted and timed too
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(
         app, latency_lowr_buckets=LATENCY_BUCKETS
-    ).expose(app, include_in_schema=True, tags=["ops"])
+    ).expose(
+        app, include_in_schema=True, tags=["ops"], summary="Prometheus metrics",
+        response_class=PlainTextResponse,  # declared as the text it is, not the default JSON
+        responses={200: {"description": "the Prometheus text exposition format, version 0.0.4"}},
+    )  # fmt: skip
     include_viewer(app)  # the /viewer page and / (ecgbeats/serving/viewer.py)
     return app
 

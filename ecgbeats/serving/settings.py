@@ -81,8 +81,10 @@ class Settings(BaseSettings):
     )  # fmt: skip
     max_connections: int = Field(
         1000, ge=1, le=100_000,
-        description="open connections kept; beyond, the oldest idle keep-alive connection is closed to make room, "
-        "else the one longest waiting for its request headers gets 503, else the new one gets 503 and is closed",
+        description="open connections kept; beyond, a new connection that sends a complete request head gets room: "
+        "the oldest idle keep-alive connection is closed, else the one longest waiting for its request headers "
+        "gets 503; a new one that stalls itself, or finds no room, gets 503 and is closed (a GET or HEAD without "
+        "a body, such as a health probe, is answered even then)",
     )  # fmt: skip
     max_receiving_bytes: int = Field(
         256 * 1024 * 1024, ge=1024,

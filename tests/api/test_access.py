@@ -53,6 +53,18 @@ def test_probes_are_open_and_everything_else_needs_a_key(guarded_server):
         assert response.json()["errors"][0]["field"] == "authorization"
 
 
+def test_ready_names_the_model_only_to_a_caller_with_a_key(guarded_server):
+    base = guarded_server
+    for headers in ({}, {"Authorization": "Bearer guessed"}):
+        anonymous = httpx.get(f"{base}/ready", headers=headers)
+        assert anonymous.status_code == 200  # what a load balancer needs: the status
+        assert anonymous.json() == {"status": "ready"}
+    for key in (CLIENT_KEY, SCRAPER_KEY):
+        known = httpx.get(f"{base}/ready", headers={"Authorization": f"Bearer {key}"}).json()
+        assert known["status"] == "ready"
+        assert known["model_version"] and len(known["model_digest"]) == 64
+
+
 def test_a_wrong_key_is_401_invalid_token_and_a_key_of_the_other_scope_is_403(guarded_server):
     base = guarded_server
     wrong = httpx.get(f"{base}/v1/model", headers={"Authorization": "Bearer not-a-key"})

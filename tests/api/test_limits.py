@@ -1,7 +1,8 @@
 """Connection and admission limits against a real server on loopback: stalled headers and bodies are
 cut off, idle keep-alive connections are closed and make room at the cap, slow uploads hold no worker,
 a connection beyond the cap and a request beyond a lane's queue get 503 with Retry-After at once,
-/health keeps answering, and a shutdown with a stalled client ends in bounded time."""
+/health keeps answering (through a reconnecting flood at the cap too), and a shutdown with a stalled
+client ends in bounded time, with uploads in flight logging one line each."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
+from benchmarks.bench_abuse import split_cores, start_flood
 from tests.api.conftest import running_server, serving_process
 
 WAIT = 15.0  # upper bound for any deadline below to be seen (the deadlines themselves are 1-2 s)
@@ -159,6 +161,38 @@ def test_beyond_the_cap_the_longest_stalled_connection_makes_room_for_a_new_one(
             held[1].recv(1)  # the others are still open
 
 
+def test_health_probes_answer_through_a_reconnecting_slow_header_flood(bundle_dir, tmp_path):
+    # 300 clients against a cap of 20, each dialling again as soon as it is evicted: thousands of
+    # evictions a second, from another core than the server's event loop where there is one
+    seconds, cap = 10.0, 20
+    with serving_process(tmp_path / "server.log", model_dir=bundle_dir, max_connections=cap, header_timeout=30) as (
+        proc,
+        base,
+    ):
+        flood, report = start_flood(urlparse(base).port, 300, seconds, split_cores(proc.pid))
+        try:
+            time.sleep(1.5)  # every client connected and being evicted
+            answers: list[tuple[int | str, float]] = []
+            end = time.monotonic() + seconds - 3.5
+            while time.monotonic() < end:
+                start = time.monotonic()
+                try:
+                    code: int | str = httpx.get(f"{base}/health", timeout=WAIT).status_code  # a new connection
+                except httpx.TransportError as err:
+                    code = type(err).__name__
+                answers.append((code, time.monotonic() - start))
+                time.sleep(0.1)
+            counts = report.get(timeout=seconds + WAIT)
+        finally:
+            flood.join(WAIT)
+            if flood.is_alive():
+                flood.kill()
+    assert counts["503"] > 50 * cap, counts  # the flood kept the server at its cap, evicting
+    assert [code for code, _ in answers] == [200] * len(answers), answers
+    assert len(answers) >= 10
+    assert max(took for _, took in answers) < 5.0, answers
+
+
 def test_beyond_the_cap_with_every_connection_in_a_request_a_new_one_gets_503(bundle_dir, tmp_path):
     body = _strip()
     limits = dict(max_connections=2, header_timeout=30, body_timeout=30)
@@ -297,6 +331,30 @@ def test_a_shutdown_with_a_client_stalled_mid_body_ends_in_bounded_time(bundle_d
         start = time.monotonic()
         proc.wait(timeout=WAIT)
         assert time.monotonic() - start < WAIT
+
+
+def test_a_shutdown_with_uploads_in_flight_logs_one_line_for_each_and_tells_them_to_retry(bundle_dir, tmp_path):
+    log = tmp_path / "server.log"
+    body = _strip()
+    with ExitStack() as stack:
+        proc, base = stack.enter_context(
+            serving_process(log, model_dir=bundle_dir, body_timeout=600, shutdown_timeout=1)
+        )
+        uploads = [stack.enter_context(_connect(base)) for _ in range(3)]
+        for sock in uploads:
+            sock.sendall(_head("/v1/ecg:classify", len(body)) + body[:1000])  # bodies still arriving
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        replies = [_read_all(sock) for sock in uploads]
+        proc.wait(timeout=WAIT)
+    text = log.read_text()
+    assert "Traceback" not in text and "CancelledError" not in text, text
+    cancelled = [line for line in text.splitlines() if "cancelled while its body was arriving" in line]
+    assert len(cancelled) == 3, text
+    assert all(f"(1000 of {len(body)} bytes received)" in line for line in cancelled), cancelled
+    for reply in replies:
+        assert reply.startswith(b"HTTP/1.1 503"), reply[:80]
+        assert b'"error": "shutting_down"' in reply and b"retry-after: 1" in reply.lower()
 
 
 def test_a_stopped_service_leaves_no_worker_process_behind(bundle_dir, tmp_path):

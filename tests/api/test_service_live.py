@@ -27,6 +27,15 @@ def test_health_ready_and_openapi(http, scorer):
     assert {"/v1/beats:classify", "/v1/ecg:classify", "/v1/model", "/health", "/ready", "/metrics"} <= set(paths)
 
 
+def test_the_openapi_declares_metrics_as_the_text_it_serves(http):
+    declared = http.get("/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]["200"]
+    assert declared["content"] == {"text/plain": {"schema": {"type": "string"}}}
+    assert "Prometheus" in declared["description"]
+    served = http.get("/metrics")
+    assert served.headers["content-type"].startswith("text/plain")
+    assert served.text.startswith("# HELP")
+
+
 def test_model_reports_version_provenance_and_metrics(http, scorer, bundle_dir):
     model = http.get("/v1/model").json()
     assert model["version"] == scorer.version
