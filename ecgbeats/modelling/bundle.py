@@ -173,11 +173,22 @@ def check_pin(pin: str) -> str:
 
 
 def read_manifest(path: Path) -> dict[str, str]:
-    """The manifest's file -> sha256, strictly: one ``<sha256>  <file>`` line per bundle file, each file once,
-    nothing else (an extra line would change the digest without changing what is verified)."""
+    """The manifest's file -> sha256, strictly: the bytes on disk in exactly the form ``save_bundle`` writes
+    (and ``sha256sum`` prints), one ``<sha256>  <file>`` line per bundle file in the writer's order, LF line
+    endings, nothing else. Any other form would give the same files another digest (an extra line, a CRLF
+    checkout), so it is refused rather than read leniently."""
     listed: dict[str, str] = {}
     known = (*BUNDLE_FILES, *OPTIONAL_FILES)
-    text = (path / MANIFEST_FILE).read_text(encoding="ascii", errors="replace")
+    raw = (path / MANIFEST_FILE).read_bytes()
+    if b"\r" in raw:
+        raise BundleError(
+            f"model bundle {path}: {MANIFEST_FILE} has CRLF line endings, which change the bundle's digest; "
+            "restore the file as written (LF line endings, e.g. `dos2unix`, or `dvc pull` the bundle again)"
+        )
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise BundleError(f"model bundle {path}: {MANIFEST_FILE} is not ASCII text") from None
     lines = text.split("\n")
     if lines[-1] != "":
         raise BundleError(f"model bundle {path}: {MANIFEST_FILE} does not end with a newline")
@@ -193,6 +204,12 @@ def read_manifest(path: Path) -> dict[str, str]:
         if name in listed:
             raise BundleError(f"model bundle {path}: {MANIFEST_FILE} lists {name} twice")
         listed[name] = digest
+    order = [name for name in known if name in listed]
+    if list(listed) != order:
+        raise BundleError(
+            f"model bundle {path}: {MANIFEST_FILE} lists {', '.join(listed)}; the writer lists them in the order "
+            f"{', '.join(order)} (restore the manifest as written, or `dvc pull` the bundle again)"
+        )
     return listed
 
 

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from ecgbeats.modelling.bundle import MANIFEST_FILE, META_FILE, MODEL_FILE, BundleError, load_bundle, save_bundle
+from ecgbeats.modelling.bundle import (
+    MANIFEST_FILE,
+    META_FILE,
+    MODEL_FILE,
+    BundleError,
+    bundle_digest,
+    load_bundle,
+    save_bundle,
+)
 from tests.model.conftest import bundle_meta
 
 
@@ -126,3 +135,30 @@ def test_a_bundle_without_a_valid_preprocessing_contract_is_refused(tmp_path, fi
 def test_the_preprocessing_contract_is_typed(saved):
     contract = load_bundle(saved).preprocessing
     assert (contract.local_rr_beats, contract.beat_end, contract.beat_samples) == (10, "next_beat", 187)
+
+
+# ---------------------------------------------------------------- the manifest, byte for byte
+
+
+def test_a_crlf_manifest_is_refused_and_says_how_to_restore_it(saved):
+    canonical = bundle_digest(saved)
+    (saved / MANIFEST_FILE).write_bytes((saved / MANIFEST_FILE).read_bytes().replace(b"\n", b"\r\n"))
+    assert bundle_digest(saved) != canonical  # what the service would report
+    with pytest.raises(BundleError, match="CRLF line endings.*dos2unix"):
+        load_bundle(saved)
+
+
+def test_manifest_lines_out_of_the_writers_order_are_refused(saved):
+    lines = (saved / MANIFEST_FILE).read_text().splitlines(keepends=True)
+    (saved / MANIFEST_FILE).write_text("".join(reversed(lines)))
+    with pytest.raises(BundleError, match="the writer lists them in the order model.txt, bundle.json"):
+        load_bundle(saved)
+
+
+def test_the_manifest_is_what_sha256sum_prints(saved):
+    """The canonical form is the writer's, which is also `sha256sum model.txt bundle.json`'s output."""
+    expected = "".join(
+        f"{hashlib.sha256((saved / n).read_bytes()).hexdigest()}  {n}\n" for n in (MODEL_FILE, META_FILE)
+    )
+    assert (saved / MANIFEST_FILE).read_bytes() == expected.encode()
+    load_bundle(saved)
