@@ -8,18 +8,19 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from ecgbeats.data.beats import BEAT_FS, BEAT_SAMPLES, SOURCE_FS
-from ecgbeats.features.groups import build_features
+from ecgbeats.features.groups import FEATURE_GROUPS, build_features
 from ecgbeats.features.record import RecordBeatConfig
 from ecgbeats.features.tsfresh_features import TsfreshSettings
 from ecgbeats.io import atomic_dir
 from ecgbeats.modelling.model import predict_proba
+from ecgbeats.modelling.model_text import ModelTextError, check_model_text
 from ecgbeats.modelling.rhythm_rules import RhythmRules
 
 MODEL_FILE = "model.txt"
@@ -173,11 +174,22 @@ def check_pin(pin: str) -> str:
 
 
 def read_manifest(path: Path) -> dict[str, str]:
-    """The manifest's file -> sha256, strictly: one ``<sha256>  <file>`` line per bundle file, each file once,
-    nothing else (an extra line would change the digest without changing what is verified)."""
+    """The manifest's file -> sha256, strictly: the bytes on disk in exactly the form ``save_bundle`` writes
+    (and ``sha256sum`` prints), one ``<sha256>  <file>`` line per bundle file in the writer's order, LF line
+    endings, nothing else. Any other form would give the same files another digest (an extra line, a CRLF
+    checkout), so it is refused rather than read leniently."""
     listed: dict[str, str] = {}
     known = (*BUNDLE_FILES, *OPTIONAL_FILES)
-    text = (path / MANIFEST_FILE).read_text(encoding="ascii", errors="replace")
+    raw = (path / MANIFEST_FILE).read_bytes()
+    if b"\r" in raw:
+        raise BundleError(
+            f"model bundle {path}: {MANIFEST_FILE} has CRLF line endings, which change the bundle's digest; "
+            "restore the file as written (LF line endings, e.g. `dos2unix`, or `dvc pull` the bundle again)"
+        )
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise BundleError(f"model bundle {path}: {MANIFEST_FILE} is not ASCII text") from None
     lines = text.split("\n")
     if lines[-1] != "":
         raise BundleError(f"model bundle {path}: {MANIFEST_FILE} does not end with a newline")
@@ -193,6 +205,12 @@ def read_manifest(path: Path) -> dict[str, str]:
         if name in listed:
             raise BundleError(f"model bundle {path}: {MANIFEST_FILE} lists {name} twice")
         listed[name] = digest
+    order = [name for name in known if name in listed]
+    if list(listed) != order:
+        raise BundleError(
+            f"model bundle {path}: {MANIFEST_FILE} lists {', '.join(listed)}; the writer lists them in the order "
+            f"{', '.join(order)} (restore the manifest as written, or `dvc pull` the bundle again)"
+        )
     return listed
 
 
@@ -230,30 +248,149 @@ def verify_bundle(path: str | Path, pin: str | None = None) -> None:
             )
 
 
-def load_bundle(path: str | Path, pin: str | None = None) -> ModelBundle:
-    """Verify (``verify_bundle``, with the pinned digest if given), then load; a bundle that fails any
-    check, or whose model LightGBM cannot parse, raises BundleError."""
-    path = Path(path)
-    verify_bundle(path, pin)
-    meta = json.loads((path / META_FILE).read_text())
+def _read_json(path: Path, name: str) -> Any:
+    try:
+        return json.loads((path / name).read_bytes())
+    except OSError as err:
+        raise BundleError(f"model bundle {path}: {name} cannot be read: {err.strerror or err}") from None
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise BundleError(f"model bundle {path}: {name} is not JSON: {_one_line(err)}") from None
+
+
+def _one_line(err: object, limit: int = 200) -> str:
+    return " ".join(str(err).split())[:limit]
+
+
+def _is_str_list(value: object) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_number_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+
+
+def _check_meta(meta: Any, path: Path) -> None:
+    """The fields of ``bundle.json`` that loading and scoring read, with the types they need."""
+    where = f"model bundle {path}: {META_FILE}"
+    if not isinstance(meta, dict):
+        raise BundleError(f"{where} is not a JSON object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(
-            f"model bundle {path}: format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
+            f"model bundle {path}: format version {meta.get('format_version')!r:.40}, expected {FORMAT_VERSION}"
         )
     if not isinstance(meta.get("preprocessing"), dict):
-        raise BundleError(f"model bundle {path}: {META_FILE} has no preprocessing block")
+        raise BundleError(f"{where} has no preprocessing block")
     representation = meta["preprocessing"].get("representation", "beat")
     if representation not in REPRESENTATIONS:
-        raise BundleError(f"model bundle {path}: unknown representation {representation!r}; known {REPRESENTATIONS}")
+        raise BundleError(
+            f"model bundle {path}: unknown representation {representation!r:.40}; known {REPRESENTATIONS}"
+        )
     if representation == "record":
         record_preprocessing(meta["preprocessing"], path)
     else:
         Preprocessing.from_meta(meta["preprocessing"], path)
+    names = meta.get("class_names")
+    if not _is_str_list(names) or not names or len(set(names)) != len(names):
+        raise BundleError(f"{where}: class_names is not a list of distinct class names")
+    features = meta.get("features")
+    if not isinstance(features, dict):
+        raise BundleError(f"{where} has no features block")
+    if not _is_str_list(features.get("columns")) or not features["columns"]:
+        raise BundleError(f"{where}: features.columns is not a list of column names")
+    groups = features.get("groups")
+    if not _is_str_list(groups):
+        raise BundleError(f"{where}: features.groups is not a list of feature group names")
+    if representation == "beat" and not set(groups) <= set(FEATURE_GROUPS):
+        raise BundleError(f"{where}: features.groups {groups!r:.80} names groups not in {list(FEATURE_GROUPS)}")
     try:
-        booster = lgb.Booster(model_file=str(path / MODEL_FILE))
-    except lgb.basic.LightGBMError as err:
-        raise BundleError(f"model bundle {path}: {MODEL_FILE} cannot be parsed: {str(err)[:200]}") from None
-    if booster.feature_name() != meta["features"]["columns"]:
+        if features.get("tsfresh") is not None:
+            TsfreshSettings(**features["tsfresh"])
+        RhythmRules.from_dict(meta.get("rhythm_rules"))
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"{where}: malformed tsfresh or rhythm_rules block: {_one_line(err)}") from None
+    if not isinstance(meta.get("provenance") or {}, dict):  # the version string reads it with .get()
+        raise BundleError(f"{where}: provenance is not a JSON object")
+
+
+def _check_reference(reference: Any, path: Path, class_names: list[str]) -> None:
+    """``reference.json`` as the drift monitor and the drift CLI read it (``ecgbeats.operations.drift``)."""
+    where = f"model bundle {path}: {REFERENCE_FILE}"
+    if not isinstance(reference, dict):
+        raise BundleError(f"{where} is not a JSON object")
+    features = reference.get("features")
+    if not isinstance(features, dict):
+        raise BundleError(f"{where}: features is not an object of feature profiles")
+    for name, profile in features.items():
+        if not (
+            isinstance(profile, dict)
+            and all(_is_number_list(profile.get(key)) for key in ("edges", "shares", "quantiles"))
+            and len(profile["shares"]) == len(profile["edges"]) + 2  # the bins around the edges, and missing
+            and isinstance(profile.get("description", ""), str)
+        ):
+            raise BundleError(f"{where}: the profile of {name[:40]!r} is malformed (edges, shares, quantiles)")
+    mix = reference.get("class_mix")
+    if not (
+        isinstance(mix, dict)
+        and mix.get("class_names") == class_names
+        and _is_number_list(mix.get("shares"))
+        and len(mix["shares"]) == len(class_names)
+    ):
+        raise BundleError(f"{where}: class_mix does not give a share for each of the model's classes {class_names}")
+    thresholds = reference.get("thresholds", {})
+    if not isinstance(thresholds, dict) or not _is_number_list(list(thresholds.values())):
+        raise BundleError(f"{where}: thresholds is not an object of numbers")
+
+
+@dataclass(frozen=True)
+class _CheckedBundle:
+    meta: dict[str, Any]
+    reference: dict[str, Any] | None
+    model_text: str
+
+
+def _check(path: Path, pin: str | None) -> _CheckedBundle:
+    verify_bundle(path, pin)
+    meta = _read_json(path, META_FILE)
+    _check_meta(meta, path)
+    reference = _read_json(path, REFERENCE_FILE) if (path / REFERENCE_FILE).is_file() else None
+    if reference is not None:
+        _check_reference(reference, path, meta["class_names"])
+    try:
+        data = (path / MODEL_FILE).read_bytes()
+    except OSError as err:
+        raise BundleError(f"model bundle {path}: {MODEL_FILE} cannot be read: {err.strerror or err}") from None
+    try:
+        header = check_model_text(data)
+        text = data.decode("utf-8")
+    except (ModelTextError, UnicodeDecodeError) as err:
+        raise BundleError(f"model bundle {path}: {MODEL_FILE} cannot be parsed: {_one_line(err)}") from None
+    if header.feature_names != meta["features"]["columns"]:
         raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")
-    reference = json.loads((path / REFERENCE_FILE).read_text()) if (path / REFERENCE_FILE).is_file() else None
-    return ModelBundle(booster=booster, meta=meta, path=path, reference=reference)
+    if header.num_class != len(meta["class_names"]):
+        raise BundleError(
+            f"model bundle {path}: the model has {header.num_class} classes, {META_FILE} names "
+            f"{len(meta['class_names'])}"
+        )
+    return _CheckedBundle(meta=meta, reference=reference, model_text=text)
+
+
+def check_bundle(path: str | Path, pin: str | None = None) -> None:
+    """Everything ``load_bundle`` checks, without loading the model: ``verify_bundle`` (the pin first), then
+    ``bundle.json``, ``reference.json`` and the structure of ``model.txt``, so a bundle LightGBM would crash
+    on, or whose JSON the service cannot use, is a BundleError before anything starts."""
+    _check(Path(path), pin)
+
+
+def load_bundle(path: str | Path, pin: str | None = None) -> ModelBundle:
+    """Check (``check_bundle``, with the pinned digest if given), then load; a bundle that fails any
+    check, or whose model LightGBM cannot parse, raises BundleError."""
+    path = Path(path)
+    checked = _check(path, pin)
+    try:
+        # the checked bytes, not the file again
+        booster = lgb.Booster(model_str=checked.model_text)
+    except (lgb.basic.LightGBMError, ValueError, TypeError) as err:  # the Python layer parses the file's tail
+        raise BundleError(f"model bundle {path}: {MODEL_FILE} cannot be parsed: {_one_line(err)}") from None
+    if booster.feature_name() != checked.meta["features"]["columns"]:
+        raise BundleError(f"model bundle {path}: the model's features differ from {META_FILE}")
+    return ModelBundle(booster=booster, meta=checked.meta, path=path, reference=checked.reference)

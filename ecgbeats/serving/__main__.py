@@ -1,9 +1,10 @@
 """``python -m ecgbeats.serving``: check the model bundle, then serve it with uvicorn.
 
 Settings come from ``ECGBEATS_*`` environment variables (see ``ecgbeats.serving.settings``).
-A missing or tampered bundle, a bundle other than the pinned ``ECGBEATS_MODEL_DIGEST``, or a bad setting
-stops here with a one-line message and exit code 2, before uvicorn and before the model is parsed; so do
-unreadable or malformed API key files. Connections get the limits of ``ecgbeats.serving.connections``.
+A missing or tampered bundle, a bundle other than the pinned ``ECGBEATS_MODEL_DIGEST``, a bundle whose
+JSON or model text is malformed (``check_bundle``), or a bad setting stops here with a one-line message and
+exit code 2, before uvicorn and before LightGBM parses the model; so do unreadable or malformed API key
+files. Connections get the limits of ``ecgbeats.serving.connections``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from ecgbeats.modelling.bundle import BundleError, verify_bundle
+from ecgbeats.modelling.bundle import BundleError, check_bundle
 from ecgbeats.serving.api import create_app
 from ecgbeats.serving.connections import PROBATION
 from ecgbeats.serving.security import KeyFileError, key_ring
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        verify_bundle(settings.model_dir, settings.model_digest)  # the pin before anything reads the model
+        check_bundle(settings.model_dir, settings.model_digest)  # the pin before anything reads the model
         key_ring(settings)  # key files readable and well-formed
     except (BundleError, SettingsError, KeyFileError) as err:
         print(f"ecgbeats: refusing to start: {err}", file=sys.stderr)

@@ -5,6 +5,7 @@ exit code 2 from the service, the batch CLI and the drift CLI alike."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,12 @@ def malformed(bundle_dir, tmp_path) -> Path:
 
 @pytest.fixture
 def retrained(bundle_dir, tmp_path) -> Path:
-    """A valid model, not the released one: every leaf value changed."""
-    text = (bundle_dir / MODEL_FILE).read_text().replace("leaf_value=", "leaf_value=0 ", 1)
+    """A valid model, not the released one: every leaf value changed (each digit shifted, so every line and
+    tree keeps its length and the header's tree sizes stay right)."""
+    shift = str.maketrans("0123456789", "1234567890")
+    text = re.sub(
+        r"^leaf_value=.*$", lambda m: m[0].translate(shift), (bundle_dir / MODEL_FILE).read_text(), flags=re.M
+    )
     return rewrite(bundle_dir, tmp_path / "retrained", text)
 
 
@@ -67,6 +72,13 @@ def test_the_pin_is_checked_before_lightgbm_parses_the_model(malformed, pinned):
     # without a pin the manifest matches, and the parse failure is a BundleError, not a crash
     with pytest.raises(BundleError, match="cannot be parsed"):
         load_bundle(malformed)
+
+
+def test_only_the_pin_tells_a_retrained_bundle_apart(bundle_dir, retrained, pinned):
+    released, other = load_bundle(bundle_dir), load_bundle(retrained)  # both pass every check of their own
+    assert other.booster.model_to_string() != released.booster.model_to_string()
+    with pytest.raises(BundleError, match="is not the pinned"):
+        load_bundle(retrained, pinned)
 
 
 @pytest.mark.parametrize("pin", ["0" * 8, "0" * 63, "Z" * 64, " " + "0" * 63])
