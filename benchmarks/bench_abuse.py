@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -123,20 +124,29 @@ async def _half_sent(port: int, n: int, hold: float) -> tuple[int, int, int, int
     return closed, answered, reset, refused, max((r[2] for r in results if r[0]), default=float("nan"))
 
 
-def probe_half_sent(server: Server, n: int) -> str:
+@contextlib.contextmanager
+def watching_health(server: Server, every: float) -> Iterator[list[float]]:
+    """``/health`` latencies (ms; inf: no answer) probed every ``every`` seconds while the block runs."""
     health: list[float] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
             health.append(server.health_ms())
-            time.sleep(0.25)
+            time.sleep(every)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    closed, answered, reset, refused, last = asyncio.run(_half_sent(server.port, n, hold=60))
-    stop.set()
-    watcher.join()
+    try:
+        yield health
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def probe_half_sent(server: Server, n: int) -> str:
+    with watching_health(server, every=0.25) as health:
+        closed, answered, reset, refused, last = asyncio.run(_half_sent(server.port, n, hold=60))
     finite = [h for h in health if h != float("inf")]
     return (
         f"{n:,} half-sent requests | {closed:,} closed by the server ({answered:,} with 408/503, {reset:,} reset), "
@@ -286,19 +296,8 @@ def probe_reconnecting_flood(model: Path, log: Path, clients: int, cap: int, sec
 
 
 def probe_idle_kept_alive(server: Server, n: int) -> str:
-    health: list[float] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            health.append(server.health_ms())
-            time.sleep(0.25)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    results = asyncio.run(_idle_kept_alive(server.port, n, hold=90))
-    stop.set()
-    watcher.join()
+    with watching_health(server, every=0.25) as health:
+        results = asyncio.run(_idle_kept_alive(server.port, n, hold=90))
     statuses = {k: sum(r[0] == k for r in results) for k in sorted({r[0] for r in results})}
     closed = sorted(r[1] for r in results if r[0] == "200" and r[1] != float("inf"))
     still_open = sum(r[0] == "200" and r[1] == float("inf") for r in results)
@@ -372,20 +371,8 @@ def probe_heavy(server: Server, seconds: float, fs: float, concurrent: int) -> s
         message = "" if response.status_code in (200, 503) else response.json().get("message", "")[:120]
         return response.status_code, time.perf_counter() - start, response.headers.get("retry-after", ""), message
 
-    health: list[float] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            health.append(server.health_ms())
-            time.sleep(0.5)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    with ThreadPoolExecutor(concurrent) as pool:
+    with watching_health(server, every=0.5) as health, ThreadPoolExecutor(concurrent) as pool:
         results = list(pool.map(post, range(concurrent)))
-    stop.set()
-    watcher.join()
     time.sleep(1.0)
     rss1, peak = rss_mib(server.proc.pid)
     codes = {code: sum(r[0] == code for r in results) for code in sorted({r[0] for r in results})}
